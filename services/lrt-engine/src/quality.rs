@@ -1,0 +1,95 @@
+//! Data-quality warnings: `code:detail` strings (§6.1), e.g. `stale:pao2`,
+//! `conflict:pao2@2025-03-01T11:30:00Z`, `missing_or_unpaired:fio2`,
+//! `fio2_fraction_with_percent_unit:o17`.
+//!
+//! The part before `:` is the stable, machine-readable code; the detail names the concept,
+//! time or observation id. The list keeps insertion order and drops exact duplicates.
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DataQuality {
+    items: Vec<String>,
+}
+
+impl DataQuality {
+    pub fn push(&mut self, code: &str, detail: &str) {
+        debug_assert!(
+            CODES.iter().any(|(c, _)| *c == code),
+            "data-quality code {code} is not documented in quality::CODES"
+        );
+        let item = format!("{code}:{detail}");
+        if !self.items.contains(&item) {
+            self.items.push(item);
+        }
+    }
+
+    /// Adds a warning raised before evaluation (by the FHIR mapping), as it was written.
+    pub fn push_raw(&mut self, item: &str) {
+        if !self.items.iter().any(|i| i == item) {
+            self.items.push(item.to_string());
+        }
+    }
+
+    pub fn items(&self) -> &[String] {
+        &self.items
+    }
+
+    pub fn into_items(self) -> Vec<String> {
+        self.items
+    }
+}
+
+/// Every warning code the engine can emit, with its meaning (for documentation and tests).
+pub const CODES: &[(&str, &str)] = &[
+    (
+        "stale",
+        "the latest value of a concept is older than its validity window; treated as missing",
+    ),
+    (
+        "conflict",
+        "different values for the same code and time remain after status and issued ranking; the slot is unusable",
+    ),
+    (
+        "missing_or_unpaired",
+        "no FiO2 at or before the PaO2 within the pairing window (fio2), or no PaCO2/pH within ±5 min of the PaO2",
+    ),
+    (
+        "missing",
+        "an input needed for a figure is absent (e.g. sex for predicted body weight)",
+    ),
+    (
+        "fio2_fraction_with_percent_unit",
+        "FiO2 <= 1 carried the unit %, read as a fraction (§1.1)",
+    ),
+    (
+        "fio2_percent_with_fraction_unit",
+        "FiO2 in [21, 100] carried a fraction unit, read as a percentage",
+    ),
+    (
+        "unknown_unit",
+        "an observation's unit is not accepted for its concept; the observation is not used",
+    ),
+    (
+        "implausible",
+        "an observation's value is outside the plausible range (or FiO2 outside 0.21-1.0 / 21-100); not used",
+    ),
+    (
+        "invalid_value",
+        "an observation's value has the wrong type (number vs boolean) or is not finite; not used",
+    ),
+    (
+        "unknown_hard_stop",
+        "a documented hard stop whose code the rule set does not know; it is not applied, review it",
+    ),
+    (
+        "future",
+        "an observation is dated after the evaluation time; not used",
+    ),
+    (
+        "mechanics_not_assessable",
+        "plateau pressure does not exceed PEEP: driving pressure and compliance are not computed",
+    ),
+    (
+        "ri_not_assessable",
+        "the recruitment-to-inflation manoeuvre cannot be assessed (AOP >= high PEEP or Pplat <= PEEP)",
+    ),
+];

@@ -1,0 +1,391 @@
+//! The shape of rule files, as read from YAML (after JSON Schema validation).
+//!
+//! Conditions stay `serde_json::Value` here: they are compiled by hand in
+//! [`super::condition`] so that every semantic error can name its exact JSON pointer.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+/// One YAML file of a rule-set version. Every section is optional; sections merge across files.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleFile {
+    /// Only in `ruleset.yaml`: the manifest.
+    #[serde(default)]
+    pub ruleset: Option<Manifest>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub parameters: BTreeMap<String, ParameterDef>,
+    #[serde(default)]
+    pub concepts: BTreeMap<String, ConceptDef>,
+    #[serde(default)]
+    pub hard_stops: Vec<CatalogEntry>,
+    #[serde(default)]
+    pub mechanisms: Vec<CatalogEntry>,
+    #[serde(default)]
+    pub recommendations: Vec<CatalogEntry>,
+    #[serde(default)]
+    pub series: Vec<SeriesDef>,
+    #[serde(default)]
+    pub scores: Vec<ScoreDef>,
+    #[serde(default)]
+    pub classifications: Vec<ClassificationDef>,
+    #[serde(default)]
+    pub rules: Vec<RuleDef>,
+    /// Which codes of FHIR conditions, procedures, medications and flags set which context.
+    #[serde(default)]
+    pub codesets: BTreeMap<String, CodeSetDef>,
+    /// Codes known to the rule set but deliberately not mapped, with the reason.
+    #[serde(default)]
+    pub unmapped_codes: Vec<UnmappedCodeDef>,
+}
+
+/// The FHIR resources a code set reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResourceKind {
+    /// Condition resources (problem list, encounter diagnoses).
+    Conditions,
+    /// Procedure resources.
+    Procedures,
+    /// MedicationAdministration and MedicationRequest resources.
+    Medications,
+    /// Flag resources.
+    Flags,
+}
+
+impl ResourceKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ResourceKind::Conditions => "conditions",
+            ResourceKind::Procedures => "procedures",
+            ResourceKind::Medications => "medications",
+            ResourceKind::Flags => "flags",
+        }
+    }
+}
+
+/// What a context flag is when no resource matches although the resources were searched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WhenAbsent {
+    /// Not documented means no (e.g. no immunosuppression on the problem list).
+    False,
+    /// Not documented means unknown (null).
+    #[default]
+    Unknown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CodeMatch {
+    /// The code as written.
+    #[default]
+    Exact,
+    /// The code and every code that starts with it (ICD-10 `J18` matches `J18.9`; ATC `M03AC`).
+    Prefix,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetCodeDef {
+    pub system: String,
+    pub code: String,
+    #[serde(default)]
+    pub display: Option<String>,
+    #[serde(default, rename = "match")]
+    pub match_: CodeMatch,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodeSetDef {
+    pub cites: String,
+    pub from: ResourceKind,
+    #[serde(default)]
+    pub when_absent: WhenAbsent,
+    /// Conditions only: also count resolved / inactive ones (a past cardiac arrest).
+    #[serde(default)]
+    pub include_resolved: bool,
+    pub codes: Vec<SetCodeDef>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnmappedCodeDef {
+    pub system: String,
+    pub code: String,
+    #[serde(default)]
+    pub display: Option<String>,
+    pub reason: String,
+    pub cites: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub id: String,
+    pub version: String,
+    pub status: ReleaseStatus,
+    pub title: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub knowledge_base: KnowledgeBaseRef,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReleaseStatus {
+    Draft,
+    Released,
+    Retired,
+}
+
+impl ReleaseStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            ReleaseStatus::Draft => "draft",
+            ReleaseStatus::Released => "released",
+            ReleaseStatus::Retired => "retired",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KnowledgeBaseRef {
+    /// The knowledge-base version this rule set encodes (e.g. `lrt-ruleset-0.1-draft`).
+    pub version: String,
+    /// Sections that rules may cite (`§2.7`, ...).
+    pub sections: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParameterDef {
+    pub value: f64,
+    pub unit: String,
+    pub cites: String,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConceptDef {
+    /// Must equal the engine's canonical unit for the concept (a self-check for authors).
+    pub unit: String,
+    pub cites: String,
+    /// A parameter name (window in h or min), `unlimited`, or `paired` (FiO2 only).
+    pub validity: String,
+    #[serde(default)]
+    pub plausible: Option<Range>,
+    /// In preference order: the first code present at an instant is used (§6.1).
+    pub codes: Vec<CodeDef>,
+    /// Concepts this one wins over when one observation carries codes of both (an SpO2
+    /// observation coded 59408-5 and 2708-6 is SpO2, not SaO2).
+    #[serde(default)]
+    pub supersedes: Vec<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Range {
+    pub min: f64,
+    pub max: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodeDef {
+    pub system: String,
+    pub code: String,
+    #[serde(default)]
+    pub display: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogEntry {
+    pub code: Arc<str>,
+    pub display: Arc<str>,
+    pub cites: String,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeriesDef {
+    pub id: String,
+    pub cites: String,
+    /// What the series runs over; v1 knows `blood_gases`.
+    pub over: String,
+    /// Parameter: how far back from `now` to look (h).
+    pub lookback: String,
+    /// Parameter: a longer gap between consecutive entries breaks the run (h).
+    pub max_gap: String,
+    /// Parameter: the latest entry must be at most this old (h).
+    pub latest_max_age: String,
+    pub qualifies: Value,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Aggregate {
+    Sum,
+    Mean,
+}
+
+/// What a score is when some items are unknown but at least `min_items` are known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Partial {
+    /// The aggregate of the known items (Murray: the mean of >= 3 components).
+    Value,
+    /// A lower bound: the known items' sum (plus the missing items' minimum); the true score
+    /// may be any higher value (ACP, §3.6: "with missing items the score is a lower bound").
+    #[serde(rename = "lower_bound")]
+    LowerBound,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScoreDef {
+    pub id: String,
+    pub cites: String,
+    pub aggregate: Aggregate,
+    /// Fewer known items than this gives `null`. Default: all items.
+    #[serde(default)]
+    pub min_items: Option<usize>,
+    #[serde(default = "default_partial")]
+    pub partial: Partial,
+    pub items: Vec<ScoreItemDef>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+fn default_partial() -> Partial {
+    Partial::Value
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScoreItemDef {
+    pub id: String,
+    pub fact: String,
+    /// Unit of the band thresholds; must equal the fact's unit (numeric facts only).
+    #[serde(default)]
+    pub unit: Option<String>,
+    /// First matching band gives the points.
+    pub bands: Vec<Value>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassificationDef {
+    pub id: String,
+    pub cites: String,
+    /// Evaluated in order; the first case whose condition is definitely true wins.
+    pub cases: Vec<CaseDef>,
+    pub otherwise: OutcomeDef,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaseDef {
+    /// The category; `null` for "not classifiable".
+    pub value: Option<String>,
+    pub when: Value,
+    #[serde(default)]
+    pub reasons: Vec<String>,
+    #[serde(default)]
+    pub reasons_from: Vec<String>,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, Value>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutcomeDef {
+    pub value: Option<String>,
+    #[serde(default)]
+    pub reasons: Vec<String>,
+    #[serde(default)]
+    pub reasons_from: Vec<String>,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleDef {
+    pub id: String,
+    pub cites: String,
+    pub when: Value,
+    /// Facts that must be known for the rule to decide; otherwise its result is unknown (null).
+    #[serde(default)]
+    pub requires: Vec<String>,
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Machine-readable reason code when the rule fires (default: its id).
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub emits: Option<EmitDef>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmitDef {
+    #[serde(default)]
+    pub recommendation: Option<String>,
+    #[serde(default)]
+    pub urgency: Option<Urgency>,
+    #[serde(default)]
+    pub mechanism: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Urgency {
+    Routine,
+    Urgent,
+    Emergent,
+}
+
+impl Urgency {
+    pub fn name(self) -> &'static str {
+        match self {
+            Urgency::Routine => "routine",
+            Urgency::Urgent => "urgent",
+            Urgency::Emergent => "emergent",
+        }
+    }
+    pub fn from_name(s: &str) -> Option<Urgency> {
+        match s {
+            "routine" => Some(Urgency::Routine),
+            "urgent" => Some(Urgency::Urgent),
+            "emergent" => Some(Urgency::Emergent),
+            _ => None,
+        }
+    }
+}

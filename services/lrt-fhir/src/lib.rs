@@ -1,0 +1,30 @@
+//! # lrt-fhir
+//!
+//! FHIR R4 in: from the EHR's resources (CDS Hooks prefetch, FHIR searches or a Bundle file) to
+//! the engine's [`lrt_engine::PatientSnapshot`].
+//!
+//! * [`bundle`]: a payload (Bundle or single resource) into records, one resource at a time, so
+//!   a bad resource becomes an `unreadable:<type>/<id>` warning instead of an error;
+//! * [`read`]: the fhirbolt boundary (R4 model, compatibility mode: unknown fields and extensions
+//!   are ignored); nothing outside this crate sees fhirbolt types;
+//! * [`mapping`]: records into the snapshot, with the rule set's value sets and code sets
+//!   deciding which code means what;
+//! * [`search`]: what to search for a patient at a time, derived from the rule set;
+//! * [`client`]: the FHIR REST client (bearer token, timeouts, bounded retries, paging that never
+//!   leaves the server);
+//! * [`fetch`]: a patient's data by concurrent searches, ready for the mapping;
+//! * [`time`]: FHIR dates with partial precision.
+#![forbid(unsafe_code)]
+
+pub mod bundle;
+pub mod client;
+pub mod fetch;
+pub mod mapping;
+pub mod read;
+pub mod search;
+pub mod time;
+
+pub use bundle::{Payload, PayloadError, parse};
+pub use client::{ClientConfig, FhirClient, FhirError};
+pub use fetch::{Fetched, fetch_patient};
+pub use mapping::{Collected, MapOptions, Searched, build_snapshot};

@@ -1,0 +1,452 @@
+//! The fhirbolt boundary: one FHIR R4 resource (JSON) in, one [`Record`] out.
+//!
+//! Resources are read one by one through fhirbolt's `Resource` enum in **compatibility** mode:
+//! unknown fields and vendor extensions are ignored, but a resource that breaks the R4 model
+//! (a required field missing, a value of the wrong type) is refused, and the caller reports it as
+//! a data-quality warning with its id (`unreadable:Observation/o1`). Nothing outside this module
+//! sees a fhirbolt type; the records below hold only what the snapshot needs, as text, so that
+//! precision decisions (dates, decimals) are taken explicitly by the mapping.
+
+use fhirbolt::model::r4::Resource;
+use fhirbolt::model::r4::resources::{
+    ConditionOnset, MedicationAdministrationEffective, MedicationAdministrationMedication,
+    MedicationRequestMedication, ObservationComponentValue, ObservationEffective, ObservationValue,
+    ProcedurePerformed,
+};
+use fhirbolt::model::r4::types::{CodeableConcept, Period, Quantity, Reference};
+use fhirbolt::serde::{DeserializationConfig, DeserializationMode};
+
+/// A code as `(system, code)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Coding {
+    pub system: String,
+    pub code: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Quantity {
+        /// The decimal as written.
+        value: Option<String>,
+        /// UCUM code (`Quantity.code` when `system` is UCUM or absent).
+        code: Option<String>,
+        system: Option<String>,
+    },
+    Boolean(bool),
+    Integer(i64),
+    Coded(Vec<Coding>),
+    /// A value type the snapshot cannot use (string, range, ratio...), named.
+    Other(&'static str),
+}
+
+/// `effective[x]` / `performed[x]` / `period` as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum When {
+    At(String),
+    Period {
+        start: Option<String>,
+        end: Option<String>,
+    },
+    /// A form that carries no usable time (timing, age, string).
+    Other(&'static str),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Component {
+    pub codings: Vec<Coding>,
+    pub value: Option<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObservationRecord {
+    pub id: Option<String>,
+    pub subject: Option<String>,
+    pub status: String,
+    pub codings: Vec<Coding>,
+    pub effective: Option<When>,
+    pub issued: Option<String>,
+    pub value: Option<Value>,
+    pub components: Vec<Component>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatientRecord {
+    pub id: Option<String>,
+    pub gender: Option<String>,
+    pub birth_date: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConditionRecord {
+    pub id: Option<String>,
+    pub subject: Option<String>,
+    pub clinical_status: Option<String>,
+    pub verification_status: Option<String>,
+    pub codings: Vec<Coding>,
+    pub onset: Option<When>,
+    pub recorded: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcedureRecord {
+    pub id: Option<String>,
+    pub subject: Option<String>,
+    pub status: String,
+    pub codings: Vec<Coding>,
+    pub performed: Option<When>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MedicationKind {
+    Administration,
+    Request,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MedicationRecord {
+    pub id: Option<String>,
+    pub kind: MedicationKind,
+    pub subject: Option<String>,
+    pub status: String,
+    /// The medication's codes: its CodeableConcept, or those of a contained Medication.
+    pub codings: Vec<Coding>,
+    /// A reference to a Medication resource, resolved by the mapping.
+    pub medication_reference: Option<String>,
+    /// Administration time (or period), or the request's `authoredOn`.
+    pub when: Option<When>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlagRecord {
+    pub id: Option<String>,
+    pub subject: Option<String>,
+    pub status: String,
+    pub codings: Vec<Coding>,
+    pub period: Option<When>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MedicationDefinition {
+    pub id: Option<String>,
+    pub codings: Vec<Coding>,
+}
+
+/// What the snapshot needs from one resource.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    Patient(PatientRecord),
+    Observation(ObservationRecord),
+    Condition(ConditionRecord),
+    Procedure(ProcedureRecord),
+    Medication(MedicationRecord),
+    MedicationDefinition(MedicationDefinition),
+    Flag(FlagRecord),
+    OperationOutcome(Vec<String>),
+    /// A resource type the snapshot does not use.
+    Other(&'static str),
+}
+
+/// Why a resource could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{resource}: {reason}")]
+pub struct Unreadable {
+    /// `Observation/o1`, or the type alone when the id is unknown.
+    pub resource: String,
+    pub reason: String,
+}
+
+const UCUM: &str = "http://unitsofmeasure.org";
+
+fn config() -> Option<DeserializationConfig> {
+    Some(DeserializationConfig {
+        mode: DeserializationMode::Compatibility,
+    })
+}
+
+/// Reads one resource from its JSON text.
+pub fn read(json: &str) -> Result<Record, Unreadable> {
+    let resource: Resource = fhirbolt::json::from_str(json, config()).map_err(|e| Unreadable {
+        resource: describe_unreadable(json),
+        reason: e.to_string(),
+    })?;
+    Ok(record(resource))
+}
+
+/// `Observation/o1` from a resource that failed to parse (best effort, for the warning).
+fn describe_unreadable(json: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
+    let rt = v
+        .get("resourceType")
+        .and_then(|x| x.as_str())
+        .unwrap_or("resource");
+    match v.get("id").and_then(|x| x.as_str()) {
+        Some(id) => format!("{rt}/{id}"),
+        None => rt.to_string(),
+    }
+}
+
+fn codings(cc: Option<&CodeableConcept>) -> Vec<Coding> {
+    cc.map(|cc| {
+        cc.coding
+            .iter()
+            .filter_map(|c| {
+                let system = c.system.as_ref()?.value.clone()?;
+                let code = c.code.as_ref()?.value.clone()?;
+                Some(Coding { system, code })
+            })
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+fn reference(r: Option<&Reference>) -> Option<String> {
+    r?.reference.as_ref()?.value.clone()
+}
+
+fn period(p: &Period) -> When {
+    When::Period {
+        start: p.start.as_ref().and_then(|d| d.value.clone()),
+        end: p.end.as_ref().and_then(|d| d.value.clone()),
+    }
+}
+
+fn quantity(q: &Quantity) -> Value {
+    let system = q.system.as_ref().and_then(|s| s.value.clone());
+    let code = q
+        .code
+        .as_ref()
+        .and_then(|c| c.value.clone())
+        .filter(|_| system.as_deref().is_none_or(|s| s == UCUM));
+    Value::Quantity {
+        value: q.value.as_ref().and_then(|v| v.value.clone()),
+        code,
+        system,
+    }
+}
+
+fn observation_value(v: &ObservationValue) -> Value {
+    match v {
+        ObservationValue::Quantity(q) => quantity(q),
+        ObservationValue::Boolean(b) => b
+            .value
+            .map_or(Value::Other("boolean without value"), Value::Boolean),
+        ObservationValue::Integer(i) => {
+            i.value.map_or(Value::Other("integer without value"), |i| {
+                Value::Integer(i64::from(i))
+            })
+        }
+        ObservationValue::CodeableConcept(cc) => Value::Coded(codings(Some(cc))),
+        ObservationValue::String(_) => Value::Other("valueString"),
+        ObservationValue::Range(_) => Value::Other("valueRange"),
+        ObservationValue::Ratio(_) => Value::Other("valueRatio"),
+        ObservationValue::SampledData(_) => Value::Other("valueSampledData"),
+        ObservationValue::Time(_) => Value::Other("valueTime"),
+        ObservationValue::DateTime(_) => Value::Other("valueDateTime"),
+        ObservationValue::Period(_) => Value::Other("valuePeriod"),
+        ObservationValue::Invalid => Value::Other("invalid value"),
+    }
+}
+
+fn component_value(v: &ObservationComponentValue) -> Value {
+    match v {
+        ObservationComponentValue::Quantity(q) => quantity(q),
+        ObservationComponentValue::Boolean(b) => b
+            .value
+            .map_or(Value::Other("boolean without value"), Value::Boolean),
+        ObservationComponentValue::Integer(i) => {
+            i.value.map_or(Value::Other("integer without value"), |i| {
+                Value::Integer(i64::from(i))
+            })
+        }
+        ObservationComponentValue::CodeableConcept(cc) => Value::Coded(codings(Some(cc))),
+        _ => Value::Other("component value of an unsupported type"),
+    }
+}
+
+fn record(resource: Resource) -> Record {
+    match resource {
+        Resource::Patient(p) => Record::Patient(PatientRecord {
+            id: p.id.and_then(|i| i.value),
+            gender: p.gender.and_then(|g| g.value),
+            birth_date: p.birth_date.and_then(|d| d.value),
+        }),
+        Resource::Observation(o) => Record::Observation(ObservationRecord {
+            id: o.id.and_then(|i| i.value),
+            subject: reference(o.subject.as_deref()),
+            status: o.status.value.unwrap_or_default(),
+            codings: codings(Some(&o.code)),
+            effective: o.effective.as_ref().map(|e| match e {
+                ObservationEffective::DateTime(d) => d
+                    .value
+                    .clone()
+                    .map_or(When::Other("dateTime without value"), When::At),
+                ObservationEffective::Instant(i) => i
+                    .value
+                    .clone()
+                    .map_or(When::Other("instant without value"), When::At),
+                ObservationEffective::Period(p) => period(p),
+                ObservationEffective::Timing(_) => When::Other("effectiveTiming"),
+                ObservationEffective::Invalid => When::Other("invalid effective"),
+            }),
+            issued: o.issued.and_then(|i| i.value),
+            value: o.value.as_ref().map(observation_value),
+            components: o
+                .component
+                .iter()
+                .map(|c| Component {
+                    codings: codings(Some(&c.code)),
+                    value: c.value.as_ref().map(component_value),
+                })
+                .collect(),
+        }),
+        Resource::Condition(c) => Record::Condition(ConditionRecord {
+            id: c.id.and_then(|i| i.value),
+            subject: reference(Some(&c.subject)),
+            clinical_status: codings(c.clinical_status.as_deref())
+                .into_iter()
+                .next()
+                .map(|c| c.code),
+            verification_status: codings(c.verification_status.as_deref())
+                .into_iter()
+                .next()
+                .map(|c| c.code),
+            codings: codings(c.code.as_deref()),
+            onset: c.onset.as_ref().map(|o| match o {
+                ConditionOnset::DateTime(d) => d
+                    .value
+                    .clone()
+                    .map_or(When::Other("dateTime without value"), When::At),
+                ConditionOnset::Period(p) => period(p),
+                ConditionOnset::Age(_) => When::Other("onsetAge"),
+                ConditionOnset::Range(_) => When::Other("onsetRange"),
+                ConditionOnset::String(_) => When::Other("onsetString"),
+                ConditionOnset::Invalid => When::Other("invalid onset"),
+            }),
+            recorded: c.recorded_date.and_then(|d| d.value),
+        }),
+        Resource::Procedure(p) => Record::Procedure(ProcedureRecord {
+            id: p.id.and_then(|i| i.value),
+            subject: reference(Some(&p.subject)),
+            status: p.status.value.unwrap_or_default(),
+            codings: codings(p.code.as_deref()),
+            performed: p.performed.as_ref().map(|w| match w {
+                ProcedurePerformed::DateTime(d) => d
+                    .value
+                    .clone()
+                    .map_or(When::Other("dateTime without value"), When::At),
+                ProcedurePerformed::Period(p) => period(p),
+                ProcedurePerformed::String(_) => When::Other("performedString"),
+                ProcedurePerformed::Age(_) => When::Other("performedAge"),
+                ProcedurePerformed::Range(_) => When::Other("performedRange"),
+                ProcedurePerformed::Invalid => When::Other("invalid performed"),
+            }),
+        }),
+        Resource::MedicationAdministration(m) => {
+            let (codes, reference_) = match &m.medication {
+                MedicationAdministrationMedication::CodeableConcept(cc) => {
+                    (codings(Some(cc)), None)
+                }
+                MedicationAdministrationMedication::Reference(r) => {
+                    (contained_codes(&m.contained, r), reference(Some(r)))
+                }
+                MedicationAdministrationMedication::Invalid => (Vec::new(), None),
+            };
+            Record::Medication(MedicationRecord {
+                id: m.id.and_then(|i| i.value),
+                kind: MedicationKind::Administration,
+                subject: reference(Some(&m.subject)),
+                status: m.status.value.unwrap_or_default(),
+                codings: codes,
+                medication_reference: reference_,
+                when: Some(match &m.effective {
+                    MedicationAdministrationEffective::DateTime(d) => d
+                        .value
+                        .clone()
+                        .map_or(When::Other("dateTime without value"), When::At),
+                    MedicationAdministrationEffective::Period(p) => period(p),
+                    MedicationAdministrationEffective::Invalid => When::Other("invalid effective"),
+                }),
+            })
+        }
+        Resource::MedicationRequest(m) => {
+            let (codes, reference_) = match &m.medication {
+                MedicationRequestMedication::CodeableConcept(cc) => (codings(Some(cc)), None),
+                MedicationRequestMedication::Reference(r) => {
+                    (contained_codes(&m.contained, r), reference(Some(r)))
+                }
+                MedicationRequestMedication::Invalid => (Vec::new(), None),
+            };
+            Record::Medication(MedicationRecord {
+                id: m.id.and_then(|i| i.value),
+                kind: MedicationKind::Request,
+                subject: reference(Some(&m.subject)),
+                status: m.status.value.unwrap_or_default(),
+                codings: codes,
+                medication_reference: reference_,
+                when: m.authored_on.and_then(|d| d.value).map(When::At),
+            })
+        }
+        Resource::Medication(m) => Record::MedicationDefinition(MedicationDefinition {
+            id: m.id.and_then(|i| i.value),
+            codings: codings(m.code.as_deref()),
+        }),
+        Resource::Flag(f) => Record::Flag(FlagRecord {
+            id: f.id.and_then(|i| i.value),
+            subject: reference(Some(&f.subject)),
+            status: f.status.value.unwrap_or_default(),
+            codings: codings(Some(&f.code)),
+            period: f.period.as_deref().map(period),
+        }),
+        Resource::OperationOutcome(o) => Record::OperationOutcome(
+            o.issue
+                .iter()
+                .map(|i| {
+                    let severity = i.severity.value.clone().unwrap_or_default();
+                    let code = i.code.value.clone().unwrap_or_default();
+                    let text = i
+                        .details
+                        .as_ref()
+                        .and_then(|d| d.text.as_ref())
+                        .and_then(|t| t.value.clone());
+                    let diag = i.diagnostics.as_ref().and_then(|d| d.value.clone());
+                    format!("{severity} {code}: {}", text.or(diag).unwrap_or_default())
+                })
+                .collect(),
+        ),
+        other => Record::Other(resource_type_name(&other)),
+    }
+}
+
+/// The codes of a `#id` reference to a contained Medication.
+fn contained_codes(contained: &[Resource], r: &Reference) -> Vec<Coding> {
+    let Some(target) = reference(Some(r)) else {
+        return Vec::new();
+    };
+    let Some(local) = target.strip_prefix('#') else {
+        return Vec::new();
+    };
+    contained
+        .iter()
+        .find_map(|c| match c {
+            Resource::Medication(m)
+                if m.id.as_ref().and_then(|i| i.value.as_deref()) == Some(local) =>
+            {
+                Some(codings(m.code.as_deref()))
+            }
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+fn resource_type_name(r: &Resource) -> &'static str {
+    match r {
+        Resource::Bundle(_) => "Bundle",
+        Resource::Encounter(_) => "Encounter",
+        Resource::Practitioner(_) => "Practitioner",
+        Resource::DiagnosticReport(_) => "DiagnosticReport",
+        Resource::Specimen(_) => "Specimen",
+        Resource::Device(_) => "Device",
+        Resource::Consent(_) => "Consent",
+        _ => "other resource",
+    }
+}

@@ -1,0 +1,173 @@
+//! FHIR `date`, `dateTime` and `instant` values.
+//!
+//! FHIR allows partial precision (`2026`, `2026-10`, `2026-10-01`): such a value is a range, not
+//! an instant, and is never read as midnight of its first day. A measurement needs an instant;
+//! a birth date may be partial (the age is then the lowest it can be, and flagged).
+
+use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, NaiveDateTime, Utc};
+
+/// A `dateTime` with a time and a zone is an instant; anything coarser is partial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FhirTime {
+    Instant(DateTime<Utc>),
+    /// A date, month or year: the first and last day it may mean.
+    Partial {
+        first: NaiveDate,
+        last: NaiveDate,
+    },
+}
+
+impl FhirTime {
+    pub fn instant(self) -> Option<DateTime<Utc>> {
+        match self {
+            FhirTime::Instant(t) => Some(t),
+            FhirTime::Partial { .. } => None,
+        }
+    }
+}
+
+/// Parses a FHIR `date` / `dateTime` / `instant`. `None` for text that is none of them.
+pub fn parse(text: &str) -> Option<FhirTime> {
+    let t = text.trim();
+    if t.contains('T') {
+        return parse_instant(t).map(FhirTime::Instant);
+    }
+    let (first, last) = date_range(t)?;
+    Some(FhirTime::Partial { first, last })
+}
+
+/// An RFC 3339 instant; minutes without seconds (`2025-03-01T11:30Z`) are accepted too, as EHRs
+/// send them. A time without a zone is refused: its instant is unknown.
+pub fn parse_instant(t: &str) -> Option<DateTime<Utc>> {
+    if let Ok(d) = DateTime::parse_from_rfc3339(t) {
+        return Some(d.with_timezone(&Utc));
+    }
+    for fmt in ["%Y-%m-%dT%H:%M%#z", "%Y-%m-%dT%H:%MZ"] {
+        if let Ok(d) = DateTime::<FixedOffset>::parse_from_str(t, fmt) {
+            return Some(d.with_timezone(&Utc));
+        }
+        if fmt.ends_with('Z')
+            && let Ok(n) = NaiveDateTime::parse_from_str(t, fmt)
+        {
+            return Some(n.and_utc());
+        }
+    }
+    None
+}
+
+/// The days a FHIR `date` (`YYYY`, `YYYY-MM`, `YYYY-MM-DD`) may mean.
+pub fn date_range(t: &str) -> Option<(NaiveDate, NaiveDate)> {
+    let parts: Vec<&str> = t.split('-').collect();
+    let num = |s: &str, len: usize| {
+        (s.len() == len && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<u32>().ok())
+            .flatten()
+    };
+    match parts.as_slice() {
+        [y] => {
+            let y = num(y, 4)? as i32;
+            Some((
+                NaiveDate::from_ymd_opt(y, 1, 1)?,
+                NaiveDate::from_ymd_opt(y, 12, 31)?,
+            ))
+        }
+        [y, m] => {
+            let (y, m) = (num(y, 4)? as i32, num(m, 2)?);
+            let first = NaiveDate::from_ymd_opt(y, m, 1)?;
+            let next = if m == 12 {
+                NaiveDate::from_ymd_opt(y + 1, 1, 1)?
+            } else {
+                NaiveDate::from_ymd_opt(y, m + 1, 1)?
+            };
+            Some((first, next.pred_opt()?))
+        }
+        [y, m, d] => {
+            let day = NaiveDate::from_ymd_opt(num(y, 4)? as i32, num(m, 2)?, num(d, 2)?)?;
+            Some((day, day))
+        }
+        _ => None,
+    }
+}
+
+/// Completed years between `born` and `at` (0 if `at` is before the birthday).
+pub fn completed_years(born: NaiveDate, at: NaiveDate) -> Option<u32> {
+    if at < born {
+        return None;
+    }
+    let mut years = at.year() - born.year();
+    if (at.month(), at.day()) < (born.month(), born.day()) {
+        years -= 1;
+    }
+    u32::try_from(years).ok()
+}
+
+/// Age in completed years at `now` from a FHIR birth date. With a partial birth date the age is
+/// the lowest it can be (born on the last possible day); the flag says it was partial.
+pub fn age_at(birth_date: &str, now: DateTime<Utc>) -> Option<(u32, bool)> {
+    let (first, last) = date_range(birth_date.trim())?;
+    completed_years(last, now.date_naive()).map(|age| (age, first != last))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn instants_and_partial_dates() {
+        assert_eq!(
+            parse("2025-03-01T11:30:00Z"),
+            Some(FhirTime::Instant(utc("2025-03-01T11:30:00Z")))
+        );
+        assert_eq!(
+            parse("2025-03-01T12:30:00+01:00").unwrap().instant(),
+            Some(utc("2025-03-01T11:30:00Z"))
+        );
+        assert_eq!(
+            parse("2025-03-01T11:30Z").unwrap().instant(),
+            Some(utc("2025-03-01T11:30:00Z"))
+        );
+        assert_eq!(
+            parse("2025-03-01T11:30:00"),
+            None,
+            "a time without a zone is not an instant"
+        );
+        let d = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap();
+        assert_eq!(
+            parse("2025"),
+            Some(FhirTime::Partial {
+                first: d(2025, 1, 1),
+                last: d(2025, 12, 31)
+            })
+        );
+        assert_eq!(
+            parse("2024-02"),
+            Some(FhirTime::Partial {
+                first: d(2024, 2, 1),
+                last: d(2024, 2, 29)
+            })
+        );
+        assert_eq!(
+            parse("2025-03-01"),
+            Some(FhirTime::Partial {
+                first: d(2025, 3, 1),
+                last: d(2025, 3, 1)
+            })
+        );
+        assert_eq!(parse("March 2025"), None);
+        assert_eq!(parse("2025-13"), None);
+    }
+
+    #[test]
+    fn ages() {
+        let now = utc("2156-05-20T10:24:00Z");
+        assert_eq!(age_at("2075", now), Some((80, true)));
+        assert_eq!(age_at("2075-05-20", now), Some((81, false)));
+        assert_eq!(age_at("2075-05-21", now), Some((80, false)));
+        assert_eq!(age_at("2157", now), None);
+        assert_eq!(age_at("not a date", now), None);
+    }
+}

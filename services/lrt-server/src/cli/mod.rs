@@ -1,0 +1,109 @@
+//! Command-line interface: argument parsing and dispatch. Each subcommand has its own module.
+
+mod demo;
+mod evaluate;
+mod rules;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use lrt_engine::ruleset::index::RulesRoot;
+use lrt_engine::{RuleSet, RuleSetError};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "lrt",
+    version,
+    about = "Lung Rescue Team clinical decision support"
+)]
+pub struct Cli {
+    /// The rules root folder (holds index.json and the rule-set versions).
+    #[arg(long, global = true, env = "LRT_RULES_DIR", default_value = "rules")]
+    rules_dir: PathBuf,
+    /// Print compact JSON instead of indented JSON.
+    #[arg(long, global = true)]
+    compact: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Evaluate a patient snapshot and print the assessment.
+    Evaluate(evaluate::Args),
+    /// Check or test rule sets.
+    #[command(subcommand)]
+    Rules(rules::Command),
+    /// Evaluate the knowledge base's worked cases and print one line per patient.
+    Demo(demo::Args),
+}
+
+/// A failure, with the exit code it maps to.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Bad input: a file, a field or a rule file (exit 2).
+    #[error("{0}")]
+    BadInput(String),
+    #[error("{0}")]
+    RuleSet(#[from] RuleSetError),
+    /// Standard output could not be written (other than a closed pipe).
+    #[error("cannot write the output: {0}")]
+    Output(std::io::Error),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::BadInput(_) | CliError::RuleSet(_) => 2,
+            CliError::Output(_) => 1,
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    let ctx = Ctx {
+        rules_dir: cli.rules_dir,
+        compact: cli.compact,
+    };
+    match cli.command {
+        Command::Evaluate(args) => evaluate::run(&ctx, args),
+        Command::Rules(cmd) => rules::run(&ctx, cmd),
+        Command::Demo(args) => demo::run(&ctx, args),
+    }
+}
+
+pub struct Ctx {
+    rules_dir: PathBuf,
+    compact: bool,
+}
+
+impl Ctx {
+    /// The rule-set version to use: `--ruleset DIR`, else the active version of the index.
+    fn ruleset(&self, explicit: Option<&PathBuf>) -> Result<RuleSet, CliError> {
+        Ok(match explicit {
+            Some(dir) => RuleSet::load(dir)?,
+            None => RulesRoot::open(&self.rules_dir)?.load_active()?,
+        })
+    }
+
+    fn print(&self, value: &serde_json::Value) -> Result<(), CliError> {
+        let text = if self.compact {
+            serde_json::to_string(value)
+        } else {
+            serde_json::to_string_pretty(value)
+        };
+        write_stdout(&(text.expect("JSON values serialise") + "\n"))
+    }
+}
+
+/// Writes to standard output; a reader that closed the pipe early (`lrt ... | head`) is not an error.
+fn write_stdout(text: &str) -> Result<(), CliError> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(CliError::Output(e)),
+    }
+}

@@ -1,0 +1,260 @@
+//! The `lrt` binary as a user runs it: JSON on stdout, messages on stderr, exit codes
+//! 0 = ok, 1 = evaluation/tests failed, 2 = bad input naming the file and the field.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use lrt_engine::casefile::{CaseFile, compare};
+use lrt_engine::testing::{
+    copy_shipped_version, edit_file, repo_root as repo, shared_dir as shared,
+};
+
+fn lrt(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lrt"))
+        .args(args)
+        .current_dir(repo())
+        .env_remove("LRT_RULES_DIR")
+        .output()
+        .expect("lrt runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A one-case file from the first worked example, with `edit` applied to the case.
+fn case_file(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) -> PathBuf {
+    let examples: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("rules/lrt-ruleset/0.1.0/tests/worked-examples.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let mut case = examples["cases"][0].clone();
+    edit(&mut case);
+    let path = dir.join("case.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&case).unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn every_worked_example_evaluates_to_its_expected_fields() {
+    let path = shared().join("clinical/examples.json");
+    let file = CaseFile::read(&path).unwrap();
+    for case in &file.cases {
+        let out = lrt(&[
+            "evaluate",
+            "--case",
+            path.to_str().unwrap(),
+            "--id",
+            &case.id,
+        ]);
+        assert!(out.status.success(), "{}: {}", case.id, stderr(&out));
+        let assessment: lrt_engine::Assessment = serde_json::from_slice(&out.stdout).unwrap();
+        let mismatches = compare(case.expected.as_ref().unwrap(), &assessment);
+        assert!(mismatches.is_empty(), "{}: {mismatches:#?}", case.id);
+    }
+}
+
+#[test]
+fn a_file_of_cases_prints_one_assessment_per_case() {
+    let path = shared().join("clinical/examples.json");
+    let out = lrt(&["evaluate", "--compact", "--case", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let all: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(all.len(), 7);
+    assert_eq!(all[1]["case_id"], "V03");
+    assert_eq!(all[1]["ecmo_category"], "eligible");
+}
+
+#[test]
+fn now_can_be_overridden() {
+    let path = shared().join("clinical/examples.json");
+    // Seven hours later the blood gases are stale: no P/F, insufficient data.
+    let out = lrt(&[
+        "evaluate",
+        "--case",
+        path.to_str().unwrap(),
+        "--id",
+        "V01",
+        "--now",
+        "2025-03-01T19:00:00Z",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let a: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(a["ecmo_category"], "insufficient_data");
+    assert_eq!(a["pf_ratio"], serde_json::Value::Null);
+    assert!(
+        a["data_quality"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d == "stale:pao2")
+    );
+}
+
+#[test]
+fn an_unreadable_file_exits_2_naming_it() {
+    let out = lrt(&["evaluate", "--case", "/nonexistent/case.json"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("/nonexistent/case.json: cannot read"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_json_error_exits_2_with_file_and_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.json");
+    std::fs::write(&path, "{\"id\": \"x\",\n \"now\": }").unwrap();
+    let out = lrt(&["evaluate", "--case", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("{}: not valid JSON", path.display())) && err.contains("line 2"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_unknown_unit_exits_2_naming_file_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = case_file(dir.path(), |c| c["observations"][0]["unit"] = "mmHg".into());
+    let out = lrt(&["evaluate", "--case", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("{}: observations[0].unit", path.display())),
+        "{err}"
+    );
+    assert!(err.contains("unknown unit mmHg for pao2"), "{err}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn fio2_of_150_exits_2_naming_file_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = case_file(dir.path(), |c| c["observations"][1]["value"] = 150.into());
+    let out = lrt(&["evaluate", "--case", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("{}: observations[1].value", path.display())),
+        "{err}"
+    );
+    assert!(err.contains("FiO2 150 % is neither a fraction"), "{err}");
+}
+
+#[test]
+fn a_wrongly_typed_field_exits_2_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = case_file(dir.path(), |c| c["context"]["intubated"] = "yes".into());
+    let out = lrt(&["evaluate", "--case", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("context.intubated"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn an_unknown_case_id_exits_2() {
+    let path = shared().join("clinical/examples.json");
+    let out = lrt(&["evaluate", "--case", path.to_str().unwrap(), "--id", "V99"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no case with id \"V99\""));
+}
+
+#[test]
+fn rules_check_accepts_the_shipped_rules() {
+    let out = lrt(&["rules", "check"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["rulesets"][0]["version"], "0.1.0");
+}
+
+#[test]
+fn rules_check_rejects_a_broken_file_naming_file_pointer_and_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = copy_shipped_version(tmp.path());
+    let f = dir.join("ecmo.yaml");
+    let p = dir.join("parameters.yaml");
+    let cited = "  - id: relative_ci_immunocompromised\n    cites: \"§2.7, §2.3\"\n";
+    let uncited = "  - id: relative_ci_immunocompromised\n";
+    edit_file(&f, "when: {fact: bmi, gt:", "when: {fact: bmi_kg, gt:");
+    edit_file(&f, cited, uncited);
+    edit_file(
+        &p,
+        "vent_validity_h: {value: 4,",
+        "vent_validity_h: {value: \"4\",",
+    );
+
+    let out = lrt(&["rules", "check", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    let ecmo = f.display().to_string();
+    assert!(
+        err.contains(&format!("{ecmo}: /rules/"))
+            && err.contains("\"cites\" is a required property"),
+        "{err}"
+    );
+    let wrong_type = format!(
+        "{}: /parameters/vent_validity_h/value: \"4\" is not of type \"number\"",
+        p.display()
+    );
+    assert!(err.contains(&wrong_type), "{err}");
+
+    // Schema errors stop a file before its semantics are checked; fix them and the unknown fact shows.
+    edit_file(
+        &p,
+        "vent_validity_h: {value: \"4\",",
+        "vent_validity_h: {value: 4,",
+    );
+    edit_file(&f, uncited, cited);
+    let out = lrt(&["rules", "check", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("{ecmo}: /rules/"))
+            && err.contains("unknown fact \"bmi_kg\" (did you mean \"bmi\"?)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn rules_test_passes_and_prints_the_summary() {
+    let out = lrt(&["rules", "test"]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let summary = v["summary"].as_str().unwrap();
+    assert!(summary.ends_with(" passed, 0 failed"), "{summary}");
+    assert!(err.lines().any(|l| l == summary), "{err}");
+    assert_eq!(v["reports"][0]["uncovered"], serde_json::json!([]));
+}
+
+#[test]
+fn rules_test_exits_1_when_a_case_fails() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = copy_shipped_version(tmp.path());
+    let mut examples: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("rules/lrt-ruleset/0.1.0/tests/worked-examples.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    examples["cases"][1]["expected"]["ecmo_category"] = "not_indicated".into();
+    std::fs::write(dir.join("tests/cases.json"), examples.to_string()).unwrap();
+    let out = lrt(&["rules", "test", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("FAIL")
+            && err.contains("V03")
+            && err.contains("ecmo_category: expected \"not_indicated\", got \"eligible\""),
+        "{err}"
+    );
+    assert!(err.contains("6 passed, 1 failed"), "{err}");
+}
