@@ -5,7 +5,12 @@
 CARGO ?= cargo
 LRT = $(CARGO) run -q -p lrt-server --bin lrt --
 
-.PHONY: demo test setup lint unit rules bench timings
+# The real FHIR server of the end-to-end tests and the demo: Helios FHIR Server (crates.io
+# helios-hfs, MIT), built lean (R4 + SQLite only) into target/tools, once per target dir.
+HFS_VERSION = 0.2.7
+HFS = target/tools/bin/hfs
+
+.PHONY: demo test setup tools lint unit rules bench timings
 
 ## Run the demo: evaluates the knowledge base's worked cases and shows where to look.
 demo: setup
@@ -22,16 +27,27 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-unit:
+## Install what the tests need that is not a crate of this workspace (skipped when present).
+tools: $(HFS)
+
+$(HFS):
+	@echo "Installing Helios FHIR Server $(HFS_VERSION) into target/tools (once; about 25 min on 2 cores)..."
+	$(CARGO) install helios-hfs --version $(HFS_VERSION) --no-default-features --features R4,sqlite \
+		--locked --root target/tools --target-dir target/hfs-build
+	rm -rf target/hfs-build
+
+unit: tools
 	$(CARGO) test --workspace --locked
 
 rules:
 	$(LRT) rules check > /dev/null
 	$(LRT) rules test > /dev/null
 
-## Benchmarks (criterion): one evaluation of a 50-observation snapshot.
+## Benchmarks (criterion): one evaluation of a 50-observation snapshot; a snapshot built from a
+## 5,328-resource Bundle.
 bench:
 	$(CARGO) bench -p lrt-engine --bench evaluate
+	$(CARGO) bench -p lrt-fhir --bench snapshot
 
 ## Build-time report (target/cargo-timings/).
 timings:

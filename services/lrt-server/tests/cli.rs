@@ -258,3 +258,126 @@ fn rules_test_exits_1_when_a_case_fails() {
     );
     assert!(err.contains("6 passed, 1 failed"), "{err}");
 }
+
+/// The MIMIC-IV demo transaction Bundle of one patient, written to `dir`.
+fn mimic_bundle(dir: &Path, patient: &str) -> PathBuf {
+    let all = std::fs::read_to_string(
+        shared().join("data/mimic-iv-demo-fhir/mimic-iv-demo-icu-resp.transactions.ndjson"),
+    )
+    .unwrap();
+    let line = all
+        .lines()
+        .find(|l| l.contains(&format!(r#""id":"{patient}""#)))
+        .expect("the patient's transaction");
+    let path = dir.join(format!("{patient}.json"));
+    std::fs::write(&path, line).unwrap();
+    path
+}
+
+#[test]
+fn a_bundle_is_evaluated_for_its_patient_at_the_newest_observation_or_now() {
+    let dir = tempfile::tempdir().unwrap();
+    // mimic-10037975: its newest PaO2 has an FiO2 within the hour before it (P/F 61 in the CSV).
+    let path = mimic_bundle(dir.path(), "mimic-10037975");
+    let expected: std::collections::HashMap<String, (String, f64)> = std::fs::read_to_string(
+        shared().join("data/mimic-iv-demo-fhir/mimic-iv-demo-lrt-pf-expected.csv"),
+    )
+    .unwrap()
+    .lines()
+    .skip(1)
+    .map(|l| {
+        let f: Vec<&str> = l.split(',').collect();
+        (f[0].to_string(), (f[1].to_string(), f[4].parse().unwrap()))
+    })
+    .collect();
+    let (at, pf) = &expected["mimic-10037975"];
+    let out = lrt(&[
+        "evaluate",
+        "--bundle",
+        path.to_str().unwrap(),
+        "--patient",
+        "mimic-10037975",
+        "--now",
+        at,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let a: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(a["pf_ratio"].as_f64(), Some(*pf));
+    assert_eq!(a["evaluated_at"].as_str(), Some(at.as_str()));
+
+    // Without --now: the newest observation of the patient, which is at or after the PaO2.
+    let out = lrt(&[
+        "evaluate",
+        "--bundle",
+        path.to_str().unwrap(),
+        "--patient",
+        "mimic-10037975",
+        "--snapshot",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let now = s["now"].as_str().unwrap();
+    let newest = s["observations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["effective"].as_str().unwrap().to_string())
+        .max()
+        .unwrap();
+    assert_eq!(
+        chrono::DateTime::parse_from_rfc3339(now).unwrap(),
+        chrono::DateTime::parse_from_rfc3339(&newest).unwrap()
+    );
+    assert_eq!(s["patient"]["sex"], "male");
+}
+
+#[test]
+fn bundle_errors_exit_2_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = mimic_bundle(dir.path(), "mimic-10037975");
+    let out = lrt(&[
+        "evaluate",
+        "--bundle",
+        path.to_str().unwrap(),
+        "--patient",
+        "nobody",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("mimic-10037975.json") && err.contains("nobody"),
+        "{err}"
+    );
+
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"resourceType": "Bundle", "entry": [ }"#).unwrap();
+    let out = lrt(&[
+        "evaluate",
+        "--bundle",
+        bad.to_str().unwrap(),
+        "--patient",
+        "p1",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("bad.json"), "{}", stderr(&out));
+
+    let outcome = dir.path().join("outcome.json");
+    std::fs::write(
+        &outcome,
+        r#"{"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "forbidden", "diagnostics": "no access"}]}"#,
+    )
+    .unwrap();
+    let out = lrt(&[
+        "evaluate",
+        "--bundle",
+        outcome.to_str().unwrap(),
+        "--patient",
+        "p1",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("OperationOutcome"),
+        "{}",
+        stderr(&out)
+    );
+}
