@@ -190,3 +190,71 @@ fn every_request_gives_the_expected_pf_from_its_prefetch() {
     assert_eq!(summary["P/F paired within 60 min"], 10);
     assert_eq!(summary["P/F only with an older FiO2 (refused by §6.1)"], 20);
 }
+
+/// The same 69 patients, their snapshots built by searching a real FHIR server (Helios FHIR
+/// Server loaded with the MIMIC-IV demo transactions) with the search plan of each rule set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_holds_when_the_snapshot_comes_from_a_fhir_server() {
+    let rules = rules();
+    let expected = expected_pf();
+    let server = lrt_e2e::fhir_server::FhirServer::start();
+    assert_eq!(server.load_mimic().await, 86);
+    let client = server.client();
+    let mut checked = 0;
+    for r in hook_requests() {
+        let from_prefetch = prefetch_outcome(&rules, &r);
+        let now = from_prefetch.now.expect("every request has a PaO2");
+        // Each rule set searches what its own windows need (the unlimited pairing reaches back years).
+        let shipped = lrt_fhir::fetch_patient(&client, &rules.shipped, &r.patient, now)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let unlimited = lrt_fhir::fetch_patient(&client, &rules.unlimited, &r.patient, now)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        for (name, f) in [("shipped", &shipped), ("unlimited", &unlimited)] {
+            assert_eq!(
+                f.searched,
+                Searched::ALL,
+                "{name} {}: every search ran",
+                r.patient
+            );
+            let unexpected: Vec<&String> = f
+                .collected
+                .warnings
+                .iter()
+                .filter(|d| !d.starts_with("imprecise_birth_date:"))
+                .collect();
+            assert!(
+                unexpected.is_empty(),
+                "{name} {}: {unexpected:?}",
+                r.patient
+            );
+        }
+        let o = Outcome {
+            shipped: lrt_engine::evaluate(
+                &rules.shipped,
+                &shipped.snapshot(&rules.shipped, &r.patient, now),
+                now,
+            ),
+            unlimited: lrt_engine::evaluate(
+                &rules.unlimited,
+                &unlimited.snapshot(&rules.unlimited, &r.patient, now),
+                now,
+            ),
+            paired_within_an_hour: from_prefetch.paired_within_an_hour,
+            now: Some(now),
+        };
+        check(&r.patient, expected.get(&r.patient), &o, "FHIR server");
+        // The searched snapshot agrees with the prefetch one on every oxygenation figure.
+        for (a, b) in [
+            (&o.shipped, &from_prefetch.shipped),
+            (&o.unlimited, &from_prefetch.unlimited),
+        ] {
+            assert_eq!(a.pf_ratio_precise, b.pf_ratio_precise, "{}", r.patient);
+            assert_eq!(a.pao2_mmhg, b.pao2_mmhg, "{}", r.patient);
+            assert_eq!(a.fio2_fraction, b.fio2_fraction, "{}", r.patient);
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 69);
+}

@@ -4,6 +4,30 @@
 //!
 //! The part before `:` is the stable, machine-readable code; the detail names the concept,
 //! time or observation id. The list keeps insertion order and drops exact duplicates.
+//!
+//! # Codes from the FHIR mapping
+//!
+//! [`CODES`] lists what the engine itself emits (through [`DataQuality::push`], which checks the
+//! list in debug builds). The FHIR mapping (`lrt-fhir`) builds the snapshot before evaluation and
+//! writes its own warnings into `PatientSnapshot::data_quality`; [`DataQuality::push_raw`] copies
+//! them into the assessment as written, unchecked. They never occur with case-file input.
+//! Besides `missing:patient` (no Patient resource with the requested id) and
+//! `invalid_value:Patient.birthDate <text>` (a birth date that is no date or lies after `now`),
+//! whose codes are in [`CODES`], the mapping emits:
+//!
+//! | code | example | meaning |
+//! |---|---|---|
+//! | `unreadable` | `unreadable:Observation/o1` | the resource breaks the FHIR R4 model (or an Observation's status is not an R4 status); it is skipped, the rest of the Bundle is kept |
+//! | `imprecise_time` | `imprecise_time:Observation/d1` | a mapped observation's time is only a date, month or year, not an instant; not used |
+//! | `no_time` | `no_time:Observation/o2` | a mapped observation has no usable time (none, `effectiveTiming`, a period without start and end, a time without a zone); not used |
+//! | `ambiguous_code` | `ambiguous_code:Observation/amb (pao2, paco2)` | the codings belong to several concepts and none `supersedes` the others; not used |
+//! | `unsupported_value` | `unsupported_value:peep/o3 (valueString)` | a value type the engine cannot use (string, range, ratio, a coded value for a numeric concept, a coded answer other than yes/no); not used |
+//! | `imprecise_birth_date` | `imprecise_birth_date:1970 (age read as 54, the lowest it can be)` | a partial birth date; the age is the lowest it allows |
+//! | `other_patient` | `other_patient:3 resources of other patients ignored` | a search or prefetch returned resources of other patients; never used (not reported for multi-patient Bundle files) |
+//! | `operation_outcome` | `operation_outcome:warning too-costly: result truncated` | an OperationOutcome came with the data; its issues, joined by `; ` |
+//! | `fetch_failed` | `fetch_failed:Condition (HTTP 500)` | a Condition, Procedure, MedicationAdministration/Request or Flag search failed (`HTTP <status>` or `no answer`); that kind counts as not searched, so its context flags stay unknown |
+//!
+//! The same codes are listed for rule authors in `rules/README.md` (section 7.2).
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DataQuality {
@@ -22,7 +46,8 @@ impl DataQuality {
         }
     }
 
-    /// Adds a warning raised before evaluation (by the FHIR mapping), as it was written.
+    /// Adds a warning raised before evaluation (by the FHIR mapping), as it was written. Its code
+    /// need not be in [`CODES`]: the mapping's codes are listed in the module documentation.
     pub fn push_raw(&mut self, item: &str) {
         if !self.items.iter().any(|i| i == item) {
             self.items.push(item.to_string());

@@ -302,6 +302,17 @@ impl FhirClient {
         })
     }
 
+    /// The same server and connection pool with another bearer token (or none): a service keeps
+    /// one client per FHIR server and gives each call its own `fhirAuthorization` token.
+    pub fn with_bearer_token(&self, bearer_token: Option<String>) -> FhirClient {
+        FhirClient {
+            http: self.http.clone(),
+            base: self.base.clone(),
+            bearer_token,
+            config: self.config,
+        }
+    }
+
     /// The base URL, with a trailing slash.
     pub fn base(&self) -> &Url {
         &self.base

@@ -90,6 +90,15 @@ impl RulesRoot {
         self.load_version(&self.index.active)
     }
 
+    /// The shadow version, if the index names one (hash-checked like the active one).
+    pub fn load_shadow(&self) -> Result<Option<RuleSet>, RuleSetError> {
+        self.index
+            .shadow
+            .as_deref()
+            .map(|key| self.load_version(key))
+            .transpose()
+    }
+
     /// Loads every listed version and checks the index against them: the active and shadow
     /// versions are listed, statuses agree with the manifests, released hashes are unchanged,
     /// and no version folder on disk is missing from the index.
