@@ -4,7 +4,8 @@
 //! into one collection Bundle (86 patients, 5,328 resources), as a site's bulk export or a large
 //! `lrt evaluate --bundle` file would be. Measured:
 //! * `parse_and_build`: JSON text to snapshot (parse every entry through fhirbolt, map one
-//!   patient: `mimic-10039708`, the largest record, 354 resources of its own);
+//!   patient: `mimic-10039708`, the largest record: 354 resources of its own, 160 of them
+//!   observations the rule set maps);
 //! * `build_only`: the mapping alone, the resources already read (what a prefetch of that size
 //!   costs after parsing);
 //! * `parse_only`: the Bundle's reading alone.
@@ -61,7 +62,7 @@ fn bench(c: &mut Criterion) {
     };
     let snapshot = build_snapshot(&rules, &collected, PATIENT, now, opts);
     assert!(
-        snapshot.observations.len() > 300,
+        snapshot.observations.len() > 100,
         "{} observations",
         snapshot.observations.len()
     );
