@@ -27,8 +27,10 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-## Install what the tests need that is not a crate of this workspace (skipped when present).
+## Install what the tests need that is not a crate of this workspace (skipped when present):
+## the FHIR server, and a PostgreSQL server on 127.0.0.1:5432 (or LRT_TEST_DATABASE_URL).
 tools: $(HFS)
+	@deploy/dev/ensure-postgres.sh
 
 $(HFS):
 	@echo "Installing Helios FHIR Server $(HFS_VERSION) into target/tools (once; about 25 min on 2 cores)..."

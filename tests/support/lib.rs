@@ -3,7 +3,9 @@
 //! patients.
 #![forbid(unsafe_code)]
 
+pub mod cds_client;
 pub mod fhir_server;
+pub mod service;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 

@@ -165,7 +165,7 @@ impl FhirError {
 
 /// Installs rustls' ring provider as the process default, once (reqwest's `rustls-no-provider`
 /// needs one; if another was installed first, that one is kept).
-fn install_crypto_provider() {
+pub fn install_crypto_provider() {
     static INSTALL: Once = Once::new();
     INSTALL.call_once(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();

@@ -3,6 +3,7 @@
 mod demo;
 mod evaluate;
 mod rules;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,6 +38,10 @@ enum Command {
     Rules(rules::Command),
     /// Evaluate the knowledge base's worked cases and print one line per patient.
     Demo(demo::Args),
+    /// Run the CDS Hooks service.
+    Serve(serve::Args),
+    /// Apply the database migrations.
+    Migrate(serve::Args),
 }
 
 /// A failure, with the exit code it maps to.
@@ -70,6 +75,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Evaluate(args) => evaluate::run(&ctx, args),
         Command::Rules(cmd) => rules::run(&ctx, cmd),
         Command::Demo(args) => demo::run(&ctx, args),
+        Command::Serve(args) => serve::serve(args),
+        Command::Migrate(args) => serve::migrate(args),
     }
 }
 

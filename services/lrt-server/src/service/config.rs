@@ -1,0 +1,235 @@
+//! Configuration of `lrt serve`: a TOML file (`--config`, optional) overlaid by environment
+//! variables `LRT_<KEY>` (nested keys with `__`, e.g. `LRT_LIMITS__BODY_BYTES`), plus the
+//! conventional `DATABASE_URL`. Secrets (database password, keys) come from the environment or
+//! from files the configuration names, never from the repository.
+//!
+//! ```toml
+//! listen = "0.0.0.0:8080"
+//! public_base_url = "https://lrt.hospital.example"   # what CDS clients call; the JWT `aud`
+//! database_url = "postgres://lrt@db/lrt"             # or DATABASE_URL
+//! rules_dir = "rules"                                # active and shadow versions from rules/index.json
+//! fhir_allow = ["https://ehr.hospital.example/fhir"] # FHIR servers the service may call
+//!
+//! [[auth.issuers]]
+//! iss = "https://ehr.hospital.example"
+//! jwks_file = "/etc/lrt/ehr-jwks.json"
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::Deserialize;
+
+/// The top-level keys, as environment variables read them (`LRT_LISTEN`, `LRT_LIMITS__BODY_BYTES`).
+const KEYS: &[&str] = &[
+    "listen",
+    "public_base_url",
+    "database_url",
+    "database_max_connections",
+    "migrate_on_start",
+    "rules_dir",
+    "shadow",
+    "fhir_allow",
+    "dashboard_base_url",
+    "cors_origins",
+    "limits",
+    "auth",
+    "insecure_no_auth",
+    "evaluation_time",
+    "log_format",
+];
+
+/// Everything `lrt serve` needs. Every key has a default except the database URL and, unless
+/// `insecure_no_auth` is set, `auth`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// The service's public base URL as CDS clients reach it (behind proxies). Discovery is at
+    /// `{public_base_url}/cds-services`; a JWT's `aud` must name the endpoint under it.
+    pub public_base_url: String,
+    /// PostgreSQL URL. Never printed (it may hold a password).
+    pub database_url: Option<String>,
+    /// Pool size.
+    pub database_max_connections: u32,
+    /// Apply pending migrations at start (under sqlx's advisory lock).
+    pub migrate_on_start: bool,
+    /// The rules root (index.json with the active and optional shadow version).
+    pub rules_dir: PathBuf,
+    /// Evaluate and store the shadow version named in the index, if any.
+    pub shadow: bool,
+    /// FHIR base URLs the service may call (prefix match on scheme, host, port and path).
+    pub fhir_allow: Vec<String>,
+    /// Base URL of the dashboard links on cards; defaults to `public_base_url`.
+    pub dashboard_base_url: Option<String>,
+    /// Origins allowed by CORS for browser-based CDS clients; `["*"]` allows any (no
+    /// credentials are involved: the JWT travels in `Authorization`, listed by name).
+    pub cors_origins: Vec<String>,
+    pub limits: Limits,
+    /// Trusted CDS clients (issuers), their keys and algorithms (`lrt_auth::AuthConfig`).
+    pub auth: Option<lrt_auth::AuthConfig>,
+    /// Development only: accept calls without a JWT. Refused unless the listen address is a
+    /// loopback address; never on by default.
+    pub insecure_no_auth: bool,
+    /// The evaluation time: `call` (the time of the call: production) or `newest_blood_gas`
+    /// (the time of the patient's newest arterial PaO2: for de-identified, date-shifted data
+    /// sets such as the MIMIC-IV demo, whose dates lie in the 22nd century; never in production).
+    pub evaluation_time: EvaluationTime,
+    /// Log format: `json` (production) or `text`.
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum EvaluationTime {
+    Call,
+    NewestBloodGas,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// Request size and time limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest request body accepted (a CDS Hooks call with a full prefetch).
+    pub body_bytes: usize,
+    /// Time budget of one request, FHIR fallback included.
+    pub request_timeout_ms: u64,
+    /// Time budget of one FHIR call of the prefetch fallback.
+    pub fhir_timeout_ms: u64,
+}
+
+impl Limits {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+    pub fn fhir_timeout(&self) -> Duration {
+        Duration::from_millis(self.fhir_timeout_ms)
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            body_bytes: 8 * 1024 * 1024,
+            request_timeout_ms: 10_000,
+            fhir_timeout_ms: 3_000,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".parse().expect("a socket address"),
+            public_base_url: "http://127.0.0.1:8080".into(),
+            database_url: None,
+            database_max_connections: 16,
+            migrate_on_start: true,
+            rules_dir: PathBuf::from("rules"),
+            shadow: true,
+            fhir_allow: Vec::new(),
+            dashboard_base_url: None,
+            cors_origins: vec!["*".into()],
+            limits: Limits::default(),
+            auth: None,
+            insecure_no_auth: false,
+            evaluation_time: EvaluationTime::Call,
+            log_format: LogFormat::Json,
+        }
+    }
+}
+
+/// A configuration that cannot be used; the message names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Figment(#[from] Box<figment::Error>),
+}
+
+impl Config {
+    /// Defaults, then the file (if given), then `LRT_*` variables, then `DATABASE_URL`.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut figment = Figment::new();
+        if let Some(file) = file {
+            if !file.is_file() {
+                return Err(ConfigError::Invalid(format!(
+                    "{}: no such file",
+                    file.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        // Only the configuration's own keys: other `LRT_*` variables (LRT_SHARED_DIR...) are not config.
+        figment = figment.merge(
+            Env::prefixed("LRT_")
+                .split("__")
+                .filter(|key| KEYS.contains(&key.as_str().split('.').next().unwrap_or(""))),
+        );
+        let mut config: Config = figment.extract().map_err(Box::new)?;
+        if config.database_url.is_none() {
+            config.database_url = std::env::var("DATABASE_URL").ok().filter(|s| !s.is_empty());
+        }
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let base = url::Url::parse(&self.public_base_url).map_err(|e| {
+            ConfigError::Invalid(format!("public_base_url {:?}: {e}", self.public_base_url))
+        })?;
+        if !matches!(base.scheme(), "https" | "http") {
+            return Err(ConfigError::Invalid(
+                "public_base_url must be an http(s) URL".into(),
+            ));
+        }
+        for a in &self.fhir_allow {
+            let u = url::Url::parse(a)
+                .map_err(|e| ConfigError::Invalid(format!("fhir_allow {a:?}: {e}")))?;
+            if !matches!(u.scheme(), "https" | "http") {
+                return Err(ConfigError::Invalid(format!(
+                    "fhir_allow {a:?}: not an http(s) URL"
+                )));
+            }
+        }
+        if self.insecure_no_auth && !self.listen.ip().is_loopback() {
+            return Err(ConfigError::Invalid(
+                "insecure_no_auth is only allowed on a loopback listen address".into(),
+            ));
+        }
+        if self.auth.is_none() && !self.insecure_no_auth {
+            return Err(ConfigError::Invalid(
+                "no [auth] section: configure the trusted CDS clients (or, for local development only, insecure_no_auth = true)".into(),
+            ));
+        }
+        if self.limits.body_bytes == 0 || self.limits.request_timeout_ms == 0 {
+            return Err(ConfigError::Invalid("limits must be positive".into()));
+        }
+        Ok(())
+    }
+
+    /// The public base URL without a trailing slash.
+    pub fn base(&self) -> &str {
+        self.public_base_url.trim_end_matches('/')
+    }
+
+    pub fn dashboard_base(&self) -> &str {
+        self.dashboard_base_url
+            .as_deref()
+            .unwrap_or(&self.public_base_url)
+            .trim_end_matches('/')
+    }
+}

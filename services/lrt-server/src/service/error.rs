@@ -1,0 +1,133 @@
+//! One error type for every route, mapped to a status code and a FHIR `OperationOutcome` body
+//! (`application/fhir+json`). Messages are written for the caller: they never carry a stack
+//! trace, a token or patient data; internal causes are logged (without PHI) and answered with a
+//! generic 500/503 text.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// What went wrong, as the caller sees it.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request is malformed or inconsistent.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 401: no valid JWT. Deliberately without detail (checklist H).
+    #[error("unauthorized")]
+    Unauthorized,
+    /// 404: no such service, evaluation or route.
+    #[error("{0}")]
+    NotFound(String),
+    /// 409: the hookInstance was already used for another request.
+    #[error("{0}")]
+    Conflict(String),
+    /// 412: required FHIR data could not be obtained (CDS Hooks §D).
+    #[error("{0}")]
+    PreconditionFailed(String),
+    /// 415: not JSON.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// 503: the database or another dependency is unavailable.
+    #[error("{0}")]
+    Unavailable(String),
+    /// 500: a bug or an unexpected failure; the cause is logged, not returned.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A short machine code, stored with the call and used as a metrics label.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::PreconditionFailed(_) => "prefetch_unavailable",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    /// The FHIR issue type code of the OperationOutcome.
+    fn issue_code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) | ApiError::UnsupportedMediaType(_) => "invalid",
+            ApiError::Unauthorized => "login",
+            ApiError::NotFound(_) => "not-found",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::PreconditionFailed(_) => "incomplete",
+            ApiError::Unavailable(_) => "transient",
+            ApiError::Internal(_) => "exception",
+        }
+    }
+
+    pub fn internal(cause: impl std::fmt::Display) -> ApiError {
+        ApiError::Internal(cause.to_string())
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                ApiError::Unavailable("the database is unavailable".into())
+            }
+            other => ApiError::Internal(format!("database: {other}")),
+        }
+    }
+}
+
+/// An `OperationOutcome` with one issue.
+pub fn operation_outcome(severity: &str, code: &str, diagnostics: &str) -> serde_json::Value {
+    json!({
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": severity, "code": code, "diagnostics": diagnostics}]
+    })
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if let ApiError::Unauthorized = self {
+            // "401 Unauthorized without any additional information" (checklist H.33).
+            let mut response = status.into_response();
+            response.extensions_mut().insert(ErrorCode(self.code()));
+            return response;
+        }
+        let text = match &self {
+            ApiError::Internal(cause) => {
+                tracing::error!(cause = %cause, "internal error");
+                "internal error".to_string()
+            }
+            other => other.to_string(),
+        };
+        let body = operation_outcome("error", self.issue_code(), &text);
+        let mut response = (status, axum::Json(body)).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/fhir+json"),
+        );
+        response.extensions_mut().insert(ErrorCode(self.code()));
+        response
+    }
+}
+
+/// The error code of a response, for the call log and metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorCode(pub &'static str);

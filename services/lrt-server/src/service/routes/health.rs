@@ -1,0 +1,60 @@
+//! `/health/live` (the process answers), `/health/ready` (database and rule set usable),
+//! `/metrics` (Prometheus text) and `/openapi.yaml`.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use serde_json::json;
+
+use crate::service::state::AppState;
+use crate::service::store;
+
+/// The OpenAPI document of every route, served as written in `openapi/openapi.yaml`.
+pub const OPENAPI: &str = include_str!("../../../../../openapi/openapi.yaml");
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/openapi.yaml", get(openapi))
+}
+
+async fn live() -> impl IntoResponse {
+    Json(json!({"status": "pass"}))
+}
+
+async fn ready(State(state): State<AppState>) -> impl IntoResponse {
+    let database = store::ping(&state.pool).await;
+    let body = json!({
+        "status": if database.is_ok() { "pass" } else { "fail" },
+        "checks": {
+            "database": if database.is_ok() { "pass" } else { "fail" },
+            "ruleset": {
+                "active": state.rules.label(),
+                "sha256": state.rules.sha256,
+                "shadow": state.shadow.as_ref().map(|s| s.label()),
+            },
+        },
+    });
+    let status = if database.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body))
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/yaml")], OPENAPI)
+}

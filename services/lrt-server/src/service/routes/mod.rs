@@ -1,0 +1,32 @@
+//! Routes grouped by resource: [`hooks`] (CDS Hooks discovery, calls and feedback), [`api`]
+//! (`/api/v1`: evaluations and rule sets for the quality dashboard), [`health`] (liveness,
+//! readiness, metrics, the OpenAPI document).
+
+pub mod api;
+pub mod health;
+pub mod hooks;
+
+use super::error::ApiError;
+
+/// Any other path: 404 with an OperationOutcome.
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound("no such route".into())
+}
+
+/// A low-cardinality label for a path (metrics and logs never carry ids).
+pub fn route_label(path: &str) -> &'static str {
+    let mut parts = path.trim_matches('/').split('/');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("cds-services"), None, ..) => "/cds-services",
+        (Some("cds-services"), Some(_), None, _) => "/cds-services/{id}",
+        (Some("cds-services"), Some(_), Some("feedback"), None) => "/cds-services/{id}/feedback",
+        (Some("api"), Some("v1"), Some("evaluations"), None) => "/api/v1/evaluations",
+        (Some("api"), Some("v1"), Some("evaluations"), Some(_)) => "/api/v1/evaluations/{id}",
+        (Some("api"), Some("v1"), Some("rulesets"), _) => "/api/v1/rulesets",
+        (Some("health"), Some("live"), None, _) => "/health/live",
+        (Some("health"), Some("ready"), None, _) => "/health/ready",
+        (Some("metrics"), None, ..) => "/metrics",
+        (Some("openapi.yaml"), None, ..) => "/openapi.yaml",
+        _ => "other",
+    }
+}

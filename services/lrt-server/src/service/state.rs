@@ -1,0 +1,119 @@
+//! What every handler shares. Cheap to clone (everything is behind `Arc`s).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use lrt_engine::RuleSet;
+use lrt_engine::ruleset::index::RulesRoot;
+use lrt_fhir::ClientConfig;
+use lrt_hooks::orders::OrderCodes;
+use lrt_hooks::prefetch::{AllowList, PrefetchConfig, PrefetchPlan};
+use metrics_exporter_prometheus::PrometheusHandle;
+use sqlx::PgPool;
+
+use super::config::Config;
+use super::{StartError, store, telemetry};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub pool: PgPool,
+    /// The active rule-set version: what clinicians see.
+    pub rules: Arc<RuleSet>,
+    /// The shadow version, evaluated and stored, never shown.
+    pub shadow: Option<Arc<RuleSet>>,
+    pub auth: Arc<Auth>,
+    pub metrics: PrometheusHandle,
+    /// The discovery document (built once from the active rule set's search plan).
+    pub discovery: Arc<lrt_hooks::model::Discovery>,
+    /// Prefetch templates and the fallback's search plan of the active rule set.
+    pub plan: Arc<PrefetchPlan>,
+    /// FHIR allow list and time budgets of the prefetch fallback.
+    pub prefetch: Arc<PrefetchConfig>,
+    /// Which draft orders mean ECMO, inhaled vasodilator, PEEP change (data).
+    pub order_codes: Arc<OrderCodes>,
+    /// Base of the dashboard links on cards.
+    pub dashboard: Arc<url::Url>,
+    pub started: Instant,
+}
+
+/// How CDS clients are authenticated.
+pub enum Auth {
+    /// Signed JWTs from trusted issuers (production).
+    Jwt(lrt_auth::Verifier),
+    /// No authentication: development on loopback only, when configured explicitly.
+    InsecureNone,
+}
+
+impl AppState {
+    pub async fn new(config: Config) -> Result<AppState, StartError> {
+        let root = RulesRoot::open(&config.rules_dir)?;
+        let rules = Arc::new(root.load_active()?);
+        let shadow = if config.shadow {
+            root.load_shadow()?.map(Arc::new)
+        } else {
+            None
+        };
+        let url = config.database_url.clone().ok_or_else(|| {
+            StartError::Config(super::config::ConfigError::Invalid(
+                "no database: set database_url in the configuration or DATABASE_URL".into(),
+            ))
+        })?;
+        let pool = store::connect_lazy(&url, config.database_max_connections)?;
+        if config.migrate_on_start {
+            store::MIGRATOR.run(&pool).await?;
+        }
+        let auth = match (&config.auth, config.insecure_no_auth) {
+            (_, true) => {
+                tracing::warn!("authentication is OFF (insecure_no_auth): development only");
+                Auth::InsecureNone
+            }
+            (Some(auth), false) => {
+                let verifier = lrt_auth::Verifier::new(auth.clone())
+                    .map_err(|e| StartError::Auth(e.to_string()))?;
+                if verifier.dev_mode() {
+                    tracing::warn!("auth.dev_mode_key_file is set: development keys are trusted");
+                }
+                Auth::Jwt(verifier)
+            }
+            (None, false) => {
+                return Err(StartError::Auth("no [auth] section".into()));
+            }
+        };
+        let invalid = |m: String| StartError::Config(super::config::ConfigError::Invalid(m));
+        let allow_list =
+            AllowList::new(config.fhir_allow.iter()).map_err(|e| invalid(e.to_string()))?;
+        let prefetch = PrefetchConfig {
+            allow_list,
+            client: ClientConfig {
+                timeout: config.limits.fhir_timeout(),
+                retries: 1,
+                backoff: std::time::Duration::from_millis(50),
+                max_pages: 20,
+            },
+            key_timeout: config.limits.fhir_timeout() + config.limits.fhir_timeout() / 2,
+        };
+        let order_codes =
+            OrderCodes::builtin().map_err(|e| invalid(format!("order codes: {}", e.0)))?;
+        let problems = order_codes.check(&rules);
+        if !problems.is_empty() {
+            return Err(invalid(format!("order codes: {}", problems.join("; "))));
+        }
+        let dashboard = url::Url::parse(&format!("{}/", config.dashboard_base()))
+            .map_err(|e| invalid(format!("dashboard_base_url: {e}")))?;
+        Ok(AppState {
+            discovery: Arc::new(lrt_hooks::services::discovery(&rules)),
+            plan: Arc::new(PrefetchPlan::new(&rules)),
+            prefetch: Arc::new(prefetch),
+            order_codes: Arc::new(order_codes),
+            dashboard: Arc::new(dashboard),
+            config: Arc::new(config),
+            pool,
+            rules,
+            shadow,
+            auth: Arc::new(auth),
+            metrics: telemetry::metrics(),
+            started: Instant::now(),
+        })
+    }
+}

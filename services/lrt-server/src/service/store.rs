@@ -1,0 +1,350 @@
+//! PostgreSQL persistence (sqlx, runtime-checked queries; the integration tests run every query
+//! against a real database). Tables are created by the forward-only migrations in
+//! `migrations/` (embedded at build time).
+//!
+//! Idempotency: an evaluation is unique per (`hookInstance`, role). Two concurrent calls with the
+//! same `hookInstance` both evaluate, but only the first insert wins; the other reads and returns
+//! the stored response, so a retried call returns the same cards and stores nothing twice.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use uuid::Uuid;
+
+/// The migrations of `migrations/`, embedded.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
+
+/// Opens a pool. Does not wait for the database to be up: `/health/ready` tells.
+pub fn connect_lazy(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(std::time::Duration::from_secs(3))
+        .connect_lazy(url)
+}
+
+/// Whether the database answers.
+pub async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT 1").execute(pool).await.map(|_| ())
+}
+
+/// An evaluation to store.
+#[derive(Debug, Clone)]
+pub struct NewEvaluation {
+    pub id: Uuid,
+    pub hook_instance: String,
+    pub role: Role,
+    pub service_id: String,
+    pub hook: String,
+    pub patient_id: String,
+    pub fhir_server: Option<String>,
+    pub client_iss: Option<String>,
+    pub client_sub: Option<String>,
+    pub tenant: Option<String>,
+    pub ruleset_id: String,
+    pub ruleset_version: String,
+    pub ruleset_sha256: String,
+    pub evaluated_at: DateTime<Utc>,
+    pub snapshot: Value,
+    pub assessment: Value,
+    pub prefetch_sources: Value,
+    pub response: Value,
+    pub card_uuids: Vec<Uuid>,
+    pub status: i16,
+    pub latency_ms: f64,
+    pub ecmo_category: Option<String>,
+    pub berlin_category: Option<String>,
+    pub pf_ratio: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Active,
+    Shadow,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Active => "active",
+            Role::Shadow => "shadow",
+        }
+    }
+}
+
+/// The stored active evaluation of a hookInstance (what a retry gets back).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StoredCall {
+    pub id: Uuid,
+    pub service_id: String,
+    pub hook: String,
+    pub patient_id: String,
+    pub response: Value,
+}
+
+/// The active evaluation of `hook_instance`, if any.
+pub async fn find_call(
+    pool: &PgPool,
+    hook_instance: &str,
+) -> Result<Option<StoredCall>, sqlx::Error> {
+    sqlx::query_as::<_, StoredCall>(
+        "SELECT id, service_id, hook, patient_id, response FROM evaluation \
+         WHERE hook_instance = $1 AND role = 'active'",
+    )
+    .bind(hook_instance)
+    .fetch_optional(pool)
+    .await
+}
+
+/// What storing an evaluation did.
+#[derive(Debug)]
+pub enum Stored {
+    /// Stored now.
+    New,
+    /// Another call with the same hookInstance stored first: its row.
+    Existing(StoredCall),
+}
+
+/// Stores the active evaluation and, in the same transaction, the shadow one.
+pub async fn store_evaluations(
+    pool: &PgPool,
+    active: &NewEvaluation,
+    shadow: Option<&NewEvaluation>,
+) -> Result<Stored, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let inserted = insert(&mut tx, active).await?;
+    if !inserted {
+        tx.rollback().await?;
+        return match find_call(pool, &active.hook_instance).await? {
+            Some(existing) => Ok(Stored::Existing(existing)),
+            // The winner's transaction was rolled back between our insert and our read: retry.
+            None => Box::pin(store_evaluations(pool, active, shadow)).await,
+        };
+    }
+    if let Some(shadow) = shadow {
+        insert(&mut tx, shadow).await?;
+    }
+    tx.commit().await?;
+    Ok(Stored::New)
+}
+
+async fn insert(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    e: &NewEvaluation,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO evaluation (id, hook_instance, role, service_id, hook, patient_id, fhir_server, \
+         client_iss, client_sub, tenant, ruleset_id, ruleset_version, ruleset_sha256, evaluated_at, \
+         snapshot, assessment, prefetch_sources, response, card_uuids, status, latency_ms, \
+         ecmo_category, berlin_category, pf_ratio) \
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24) \
+         ON CONFLICT (hook_instance, role) DO NOTHING",
+    )
+    .bind(e.id)
+    .bind(&e.hook_instance)
+    .bind(e.role.as_str())
+    .bind(&e.service_id)
+    .bind(&e.hook)
+    .bind(&e.patient_id)
+    .bind(&e.fhir_server)
+    .bind(&e.client_iss)
+    .bind(&e.client_sub)
+    .bind(&e.tenant)
+    .bind(&e.ruleset_id)
+    .bind(&e.ruleset_version)
+    .bind(&e.ruleset_sha256)
+    .bind(e.evaluated_at)
+    .bind(&e.snapshot)
+    .bind(&e.assessment)
+    .bind(&e.prefetch_sources)
+    .bind(&e.response)
+    .bind(&e.card_uuids)
+    .bind(e.status)
+    .bind(e.latency_ms)
+    .bind(&e.ecmo_category)
+    .bind(&e.berlin_category)
+    .bind(e.pf_ratio)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// One CDS Hooks call as answered.
+#[derive(Debug, Clone)]
+pub struct CallRecord {
+    pub service_id: String,
+    pub hook: Option<String>,
+    pub hook_instance: Option<String>,
+    pub status: i16,
+    pub error_code: Option<String>,
+    pub latency_ms: f64,
+    pub evaluation_id: Option<Uuid>,
+}
+
+pub async fn record_call(pool: &PgPool, c: &CallRecord) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO hook_call (service_id, hook, hook_instance, status, error_code, latency_ms, evaluation_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&c.service_id)
+    .bind(&c.hook)
+    .bind(&c.hook_instance)
+    .bind(c.status)
+    .bind(&c.error_code)
+    .bind(c.latency_ms)
+    .bind(c.evaluation_id)
+    .execute(pool)
+    .await
+    .map(|_| ())
+}
+
+/// One feedback item.
+#[derive(Debug, Clone)]
+pub struct NewFeedback {
+    pub card_uuid: Uuid,
+    pub outcome: String,
+    pub outcome_timestamp: DateTime<Utc>,
+    pub service_id: String,
+    pub accepted_suggestions: Option<Value>,
+    pub override_reason: Option<Value>,
+}
+
+/// Stores feedback; a repeat of the same (card, outcome, outcomeTimestamp) stores nothing.
+/// Returns whether it was new.
+pub async fn store_feedback(pool: &PgPool, f: &NewFeedback) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO card_feedback (card_uuid, outcome, outcome_timestamp, service_id, evaluation_id, \
+         accepted_suggestions, override_reason) \
+         VALUES ($1, $2, $3, $4, \
+           (SELECT id FROM evaluation WHERE card_uuids @> ARRAY[$1]::uuid[] AND role = 'active' LIMIT 1), \
+           $5, $6) \
+         ON CONFLICT (card_uuid, outcome, outcome_timestamp) DO NOTHING",
+    )
+    .bind(f.card_uuid)
+    .bind(&f.outcome)
+    .bind(f.outcome_timestamp)
+    .bind(&f.service_id)
+    .bind(&f.accepted_suggestions)
+    .bind(&f.override_reason)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Whether a card uuid was issued by the service (feedback on unknown cards is refused).
+pub async fn card_exists(pool: &PgPool, card: Uuid) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar::<_, bool>(
+        "SELECT EXISTS (SELECT 1 FROM evaluation WHERE card_uuids @> ARRAY[$1]::uuid[] AND role = 'active')",
+    )
+    .bind(card)
+    .fetch_one(pool)
+    .await
+}
+
+/// Records the first use of a JWT `jti` for `iss`; false if it was seen and has not expired.
+/// An expired entry is replaced (the token it belonged to can no longer be valid).
+pub async fn first_use_of_jti(
+    pool: &PgPool,
+    iss: &str,
+    jti: &str,
+    expires_at: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO jwt_replay (iss, jti, expires_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (iss, jti) DO UPDATE SET expires_at = EXCLUDED.expires_at \
+         WHERE jwt_replay.expires_at < now()",
+    )
+    .bind(iss)
+    .bind(jti)
+    .bind(expires_at)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Deletes expired replay entries; returns how many.
+pub async fn purge_expired_jti(pool: &PgPool) -> Result<u64, sqlx::Error> {
+    Ok(
+        sqlx::query("DELETE FROM jwt_replay WHERE expires_at < now() - interval '5 minutes'")
+            .execute(pool)
+            .await?
+            .rows_affected(),
+    )
+}
+
+/// An evaluation as the dashboard API shows it.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+pub struct EvaluationRow {
+    pub id: Uuid,
+    pub hook_instance: String,
+    pub role: String,
+    pub service_id: String,
+    pub hook: String,
+    pub patient_id: String,
+    pub ruleset_id: String,
+    pub ruleset_version: String,
+    pub ruleset_sha256: String,
+    pub evaluated_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub status: i16,
+    pub latency_ms: f64,
+    pub ecmo_category: Option<String>,
+    pub berlin_category: Option<String>,
+    pub pf_ratio: Option<f64>,
+    pub card_uuids: Vec<Uuid>,
+    pub prefetch_sources: Value,
+}
+
+/// The columns of [`EvaluationRow`] (a macro: sqlx takes only static SQL text).
+macro_rules! row_columns {
+    () => {
+        "id, hook_instance, role, service_id, hook, patient_id, ruleset_id, \
+         ruleset_version, ruleset_sha256, evaluated_at, created_at, status, latency_ms, \
+         ecmo_category, berlin_category, pf_ratio, card_uuids, prefetch_sources"
+    };
+}
+
+/// One evaluation with its snapshot, assessment and response.
+pub async fn evaluation(
+    pool: &PgPool,
+    id: Uuid,
+) -> Result<Option<(EvaluationRow, Value, Value, Value)>, sqlx::Error> {
+    #[derive(sqlx::FromRow)]
+    struct Full {
+        #[sqlx(flatten)]
+        row: EvaluationRow,
+        snapshot: Value,
+        assessment: Value,
+        response: Value,
+    }
+    let full = sqlx::query_as::<_, Full>(concat!(
+        "SELECT ",
+        row_columns!(),
+        ", snapshot, assessment, response FROM evaluation WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(full.map(|f| (f.row, f.snapshot, f.assessment, f.response)))
+}
+
+/// Evaluations, newest first, optionally of one patient and role.
+pub async fn evaluations(
+    pool: &PgPool,
+    patient: Option<&str>,
+    role: Option<&str>,
+    limit: i64,
+) -> Result<Vec<EvaluationRow>, sqlx::Error> {
+    sqlx::query_as::<_, EvaluationRow>(concat!(
+        "SELECT ",
+        row_columns!(),
+        " FROM evaluation \
+         WHERE ($1::text IS NULL OR patient_id = $1) AND ($2::text IS NULL OR role = $2) \
+         ORDER BY created_at DESC, id LIMIT $3"
+    ))
+    .bind(patient)
+    .bind(role)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}

@@ -1,0 +1,798 @@
+//! The CDS Hooks 2.0 service end to end: `lrt serve`'s app on a random port, a fresh PostgreSQL
+//! database per test, the real FHIR server (Helios, loaded with the MIMIC-IV demo patients) as
+//! the EHR's `fhirServer`, and a CDS client signing ES384 JWTs whose JWK Set a real local HTTP
+//! server publishes. Every 200 response passes the CDS Hooks response validator.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use lrt_auth::{AuthConfig, TrustedIssuer};
+use lrt_e2e::cds_client::{CdsClient, JwksServer};
+use lrt_e2e::fhir_server::FhirServer;
+use lrt_e2e::service::TestApp;
+use lrt_e2e::{expected_pf, hook_requests};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const ISS: &str = "https://ehr.test.example";
+
+/// One FHIR server for the whole test binary, loaded once.
+fn fhir() -> &'static FhirServer {
+    static SERVER: OnceLock<FhirServer> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        std::thread::spawn(|| {
+            let server = FhirServer::start();
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            assert_eq!(rt.block_on(server.load_mimic()), 86);
+            server
+        })
+        .join()
+        .expect("the FHIR server starts and loads")
+    })
+}
+
+/// A service trusting `client` (keys from `jwks_url`), allowing the test FHIR server, and
+/// evaluating at the newest blood gas (the MIMIC dates are shifted into the 22nd century).
+async fn app(client: &CdsClient, jwks_url: &str) -> TestApp {
+    lrt_fhir::client::install_crypto_provider();
+    let fhir_base = fhir().base.clone();
+    let mut issuer = TrustedIssuer::new(client.iss.clone());
+    issuer.jwks_url = Some(jwks_url.parse().unwrap());
+    issuer.jku_allow = vec![jwks_url.parse().unwrap()];
+    let mut auth = AuthConfig::new(vec![issuer]);
+    auth.allow_insecure_loopback_http = true;
+    TestApp::spawn(move |c| {
+        c.auth = Some(auth);
+        c.fhir_allow = vec![fhir_base];
+        c.evaluation_time = lrt_server::service::config::EvaluationTime::NewestBloodGas;
+    })
+    .await
+}
+
+struct Setup {
+    client: CdsClient,
+    jwks: JwksServer,
+    app: TestApp,
+}
+
+async fn setup() -> Setup {
+    let client = CdsClient::new(ISS);
+    let jwks = JwksServer::start(client.jwks()).await;
+    let app = app(&client, &jwks.url).await;
+    Setup { client, jwks, app }
+}
+
+impl Setup {
+    fn aud(&self, path: &str) -> String {
+        self.app.url(path)
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        let token = self.client.token(&self.aud(path));
+        self.post_with(path, body, Some(&token)).await
+    }
+
+    async fn post_with(
+        &self,
+        path: &str,
+        body: &Value,
+        token: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .app
+            .http
+            .post(self.app.url(path))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let res = req.send().await.expect("the service answers");
+        let status = res.status();
+        let text = res.text().await.unwrap();
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text))
+        };
+        if status == StatusCode::OK
+            && path.starts_with("/cds-services/")
+            && !path.ends_with("/feedback")
+        {
+            let violations = lrt_hooks::validate::validate_response(&body);
+            assert!(violations.is_empty(), "{path}: {violations:?}\n{body:#}");
+        }
+        (status, body)
+    }
+}
+
+/// A MIMIC request aimed at the test FHIR server, with a fresh hookInstance.
+fn mimic_request(patient: &str) -> Value {
+    let r = hook_requests()
+        .into_iter()
+        .find(|r| r.patient == patient)
+        .expect("a MIMIC request");
+    let mut json = r.json;
+    json["fhirServer"] = json!(fhir().base);
+    json["hookInstance"] = json!(uuid::Uuid::new_v4().to_string());
+    json
+}
+
+fn outcome_text(body: &Value) -> String {
+    assert_eq!(body["resourceType"], "OperationOutcome", "{body}");
+    body["issue"][0]["diagnostics"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+async fn stored_rows(app: &TestApp, hook_instance: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM evaluation WHERE hook_instance = $1")
+        .bind(hook_instance)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+}
+
+const PV: &str = "/cds-services/lrt-patient-view";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_lists_the_three_services_with_prefetch_templates() {
+    let s = setup().await;
+    let token = s.client.token(&s.aud("/cds-services"));
+    let res = s
+        .app
+        .http
+        .get(s.app.url("/cds-services"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    assert!(lrt_hooks::validate::validate_discovery(&body).is_empty());
+    let ids: Vec<&str> = body["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        ["lrt-patient-view", "lrt-order-select", "lrt-order-sign"]
+    );
+    let obs = body["services"][0]["prefetch"]["Observation"]
+        .as_str()
+        .unwrap();
+    assert!(
+        obs.contains("_sort=-date") && obs.contains("_count="),
+        "{obs}"
+    );
+    // Discovery needs a JWT too.
+    let res = s
+        .app
+        .http
+        .get(s.app.url("/cds-services"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert!(res.text().await.unwrap().is_empty(), "401 without detail");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_prefetch_is_answered_stored_and_a_retry_returns_the_same_cards() {
+    let s = setup().await;
+    let request = mimic_request("mimic-10037975");
+    let (status, first) = s.post(PV, &request).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let card = &first["cards"][0];
+    assert!(card["summary"].as_str().unwrap().chars().count() < 140);
+    let hi = request["hookInstance"].as_str().unwrap();
+    assert_eq!(stored_rows(&s.app, hi).await, 1);
+    let (pf, sources): (Option<f64>, Value) = sqlx::query_as(
+        "SELECT pf_ratio, prefetch_sources FROM evaluation WHERE hook_instance = $1 AND role = 'active'",
+    )
+    .bind(hi)
+    .fetch_one(&s.app.pool)
+    .await
+    .unwrap();
+    assert_eq!(pf, Some(61.0));
+    assert_eq!(sources["Patient"]["source"], "prefetch");
+    assert_eq!(sources["Observation"]["source"], "prefetch");
+    // Keys the request did not prefetch were fetched from the FHIR server.
+    assert_eq!(sources["Condition"]["source"], "fetched", "{sources}");
+    // The same hookInstance again: the same body, nothing stored twice.
+    let (status, again) = s.post(PV, &request).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again, first);
+    assert_eq!(stored_rows(&s.app, hi).await, 1);
+    let calls: i64 = sqlx::query_scalar("SELECT count(*) FROM hook_call WHERE hook_instance = $1")
+        .bind(hi)
+        .fetch_one(&s.app.pool)
+        .await
+        .unwrap();
+    assert_eq!(calls, 2);
+    // The same hookInstance for another patient is a conflict.
+    let mut other = mimic_request("mimic-10002428");
+    other["hookInstance"] = json!(hi);
+    let (status, body) = s.post(PV, &other).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    outcome_text(&body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absent_null_partial_and_failed_prefetch() {
+    let s = setup().await;
+    // Absent: everything fetched from the FHIR server, same P/F as with the prefetch.
+    let mut absent = mimic_request("mimic-10037975");
+    absent.as_object_mut().unwrap().remove("prefetch");
+    let (status, body) = s.post(PV, &absent).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (pf,): (Option<f64>,) =
+        sqlx::query_as("SELECT pf_ratio FROM evaluation WHERE hook_instance = $1")
+            .bind(absent["hookInstance"].as_str().unwrap())
+            .fetch_one(&s.app.pool)
+            .await
+            .unwrap();
+    assert_eq!(pf, Some(61.0));
+
+    // Partial: the Patient sent, the Observations fetched.
+    let mut partial = mimic_request("mimic-10037975");
+    partial["prefetch"]
+        .as_object_mut()
+        .unwrap()
+        .remove("Observation");
+    let (status, _) = s.post(PV, &partial).await;
+    assert_eq!(status, StatusCode::OK);
+    let sources: Value =
+        sqlx::query_scalar("SELECT prefetch_sources FROM evaluation WHERE hook_instance = $1")
+            .bind(partial["hookInstance"].as_str().unwrap())
+            .fetch_one(&s.app.pool)
+            .await
+            .unwrap();
+    assert_eq!(sources["Patient"]["source"], "prefetch");
+    assert_eq!(sources["Observation"]["source"], "fetched");
+
+    // null: no data and no fetch, even with no fhirServer: insufficient data, not a 412.
+    let mut null = mimic_request("mimic-10037975");
+    null.as_object_mut().unwrap().remove("fhirServer");
+    for key in [
+        "Observation",
+        "Condition",
+        "Procedure",
+        "MedicationAdministration",
+        "MedicationRequest",
+        "Flag",
+    ] {
+        null["prefetch"][key] = Value::Null;
+    }
+    let (status, body) = s.post(PV, &null).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["cards"][0]["indicator"], "info", "{body}");
+
+    // An OperationOutcome for a required key and no fhirServer: 412 with an OperationOutcome.
+    let mut failed = mimic_request("mimic-10037975");
+    failed.as_object_mut().unwrap().remove("fhirServer");
+    failed["prefetch"]["Observation"] = json!({"resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": "timeout"}]});
+    let (status, body) = s.post(PV, &failed).await;
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{body}");
+    assert!(outcome_text(&body).contains("Observation"), "{body}");
+
+    // An OperationOutcome with a fhirServer: fetched instead.
+    let mut recovered = mimic_request("mimic-10037975");
+    recovered["prefetch"]["Observation"] = json!({"resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": "timeout"}]});
+    let (status, body) = s.post(PV, &recovered).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // A fhirServer that is not allow-listed is never called: 412 when required data is absent.
+    let mut foreign = mimic_request("mimic-10037975");
+    foreign["fhirServer"] = json!("http://127.0.0.1:9/fhir");
+    foreign["prefetch"]
+        .as_object_mut()
+        .unwrap()
+        .remove("Observation");
+    let (status, body) = s.post(PV, &foreign).await;
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_unknown_services_and_media_types() {
+    let s = setup().await;
+    let (status, body) = s
+        .post(
+            "/cds-services/no-such-service",
+            &mimic_request("mimic-10037975"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    outcome_text(&body);
+
+    // Malformed JSON.
+    let token = s.client.token(&s.aud(PV));
+    let res = s
+        .app
+        .http
+        .post(s.app.url(PV))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body("{\"hook\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    outcome_text(&res.json().await.unwrap());
+
+    // Inconsistent: the hook of another service; a hookInstance that is not a UUID; no context.
+    for edit in [
+        (|r: &mut Value| r["hook"] = json!("order-sign")) as fn(&mut Value),
+        |r: &mut Value| r["hookInstance"] = json!("not-a-uuid"),
+        |r: &mut Value| {
+            r.as_object_mut().unwrap().remove("context");
+        },
+        |r: &mut Value| r["context"]["patientId"] = json!("mimic-10002428"),
+    ] {
+        let mut r = mimic_request("mimic-10037975");
+        edit(&mut r);
+        let (status, body) = s.post(PV, &r).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{r:#}\n{body}");
+        assert!(!outcome_text(&body).is_empty());
+    }
+
+    // Not JSON.
+    let token = s.client.token(&s.aud(PV));
+    let res = s
+        .app
+        .http
+        .post(s.app.url(PV))
+        .bearer_auth(&token)
+        .header("content-type", "text/plain")
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    // An unknown route.
+    let res = s
+        .app
+        .http
+        .get(s.app.url("/nothing/here"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_jwt_rejection_of_section_h_is_a_bare_401() {
+    let s = setup().await;
+    let aud = s.aud(PV);
+    let c = &s.client;
+    let request = mimic_request("mimic-10037975");
+    let other_key = CdsClient::new(ISS);
+    let hs256 = {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let input = format!(
+            "{}.{}",
+            b64.encode(json!({"alg": "HS256", "typ": "JWT", "kid": c.kid}).to_string()),
+            b64.encode(c.claims(&aud).to_string())
+        );
+        format!("{input}.{}", b64.encode([0u8; 32]))
+    };
+    let none = {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        format!(
+            "{}.{}.",
+            b64.encode(json!({"alg": "none", "typ": "JWT"}).to_string()),
+            b64.encode(c.claims(&aud).to_string())
+        )
+    };
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut claims = c.claims(&aud);
+        f(&mut claims);
+        c.sign(&c.header(), &claims)
+    };
+    let now = chrono::Utc::now().timestamp();
+    let foreign_jwks = JwksServer::start(c.jwks()).await;
+    let cases: Vec<(&str, Option<String>)> = vec![
+        ("no token", None),
+        ("not a JWT", Some("abc.def".into())),
+        ("alg none", Some(none)),
+        ("HS256", Some(hs256)),
+        (
+            "unknown issuer",
+            Some(with(&|cl| cl["iss"] = json!("https://evil.example"))),
+        ),
+        (
+            "wrong aud",
+            Some(with(&|cl| {
+                cl["aud"] = json!(s.aud("/cds-services/lrt-order-sign"))
+            })),
+        ),
+        (
+            "expired",
+            Some(with(&|cl| {
+                cl["exp"] = json!(now - 120);
+                cl["iat"] = json!(now - 400);
+            })),
+        ),
+        (
+            "iat in the future",
+            Some(with(&|cl| {
+                cl["iat"] = json!(now + 600);
+                cl["exp"] = json!(now + 900);
+            })),
+        ),
+        (
+            "no jti",
+            Some(with(&|cl| {
+                cl.as_object_mut().unwrap().remove("jti");
+            })),
+        ),
+        (
+            "no exp",
+            Some(with(&|cl| {
+                cl.as_object_mut().unwrap().remove("exp");
+            })),
+        ),
+        (
+            "signed by another key",
+            Some(other_key.sign(&c.header(), &c.claims(&aud))),
+        ),
+        (
+            "jku not allow-listed",
+            Some(c.sign(
+                &json!({"alg": "ES384", "typ": "JWT", "kid": c.kid, "jku": foreign_jwks.url}),
+                &c.claims(&aud),
+            )),
+        ),
+        (
+            "unknown kid",
+            Some(c.sign(
+                &json!({"alg": "ES384", "typ": "JWT", "kid": "nope"}),
+                &c.claims(&aud),
+            )),
+        ),
+    ];
+    for (name, token) in cases {
+        let (status, body) = s.post_with(PV, &request, token.as_deref()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{name}: {body}");
+        assert_eq!(body, Value::Null, "{name}: 401 carries no detail");
+    }
+    assert_eq!(
+        foreign_jwks.hits(),
+        0,
+        "a jku that is not allow-listed is never fetched"
+    );
+
+    // A valid ES384 token with its key from the JWKS: accepted; the same token again: replay.
+    let token = c.token(&aud);
+    let (status, _) = s.post_with(PV, &request, Some(&token)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(s.jwks.hits() >= 1);
+    let (status, _) = s.post_with(PV, &request, Some(&token)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a replayed jti");
+    let replays: i64 = sqlx::query_scalar("SELECT count(*) FROM jwt_replay")
+        .fetch_one(&s.app.pool)
+        .await
+        .unwrap();
+    assert!(replays >= 1);
+    // The metrics count rejections by reason.
+    let metrics = s
+        .app
+        .http
+        .get(s.app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("lrt_jwt_rejections_total"), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_preflight_needs_no_jwt_and_the_post_carries_the_headers() {
+    let s = setup().await;
+    let res = s
+        .app
+        .http
+        .request(reqwest::Method::OPTIONS, s.app.url(PV))
+        .header("origin", "https://ehr.example")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization, content-type",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    let h = res.headers();
+    let allow_headers = h["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(
+        allow_headers.contains("authorization") && allow_headers.contains("content-type"),
+        "{allow_headers}"
+    );
+    assert!(
+        h["access-control-allow-methods"]
+            .to_str()
+            .unwrap()
+            .contains("POST")
+    );
+    assert!(h.contains_key("access-control-allow-origin"));
+    let token = s.client.token(&s.aud(PV));
+    let res = s
+        .app
+        .http
+        .post(s.app.url(PV))
+        .bearer_auth(&token)
+        .header("origin", "https://ehr.example")
+        .header("content-type", "application/json")
+        .body(mimic_request("mimic-10037975").to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers().contains_key("access-control-allow-origin"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feedback_is_stored_once() {
+    let s = setup().await;
+    let (status, body) = s.post(PV, &mimic_request("mimic-10037975")).await;
+    assert_eq!(status, StatusCode::OK);
+    let card = &body["cards"][0];
+    let uuid = card["uuid"].as_str().unwrap();
+    let suggestion = card["suggestions"][0]["uuid"].as_str().unwrap();
+    let fb = "/cds-services/lrt-patient-view/feedback";
+    let feedback = json!({"feedback": [{"card": uuid, "outcome": "accepted",
+        "acceptedSuggestions": [{"id": suggestion}], "outcomeTimestamp": "2026-11-25T10:00:00Z"}]});
+    let (status, body) = s.post(fb, &feedback).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"stored": 1, "duplicates": 0}));
+    let (status, body) = s.post(fb, &feedback).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, json!({"stored": 0, "duplicates": 1}));
+    let n: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM card_feedback WHERE evaluation_id IS NOT NULL")
+            .fetch_one(&s.app.pool)
+            .await
+            .unwrap();
+    assert_eq!(n, 1);
+    // Accepted without suggestions (cds-fb-2): 400. An unknown card: 404.
+    let (status, _) = s
+        .post(
+            fb,
+            &json!({"feedback": [{"card": uuid, "outcome": "accepted",
+        "outcomeTimestamp": "2026-11-25T10:00:00Z"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = s
+        .post(
+            fb,
+            &json!({"feedback": [{"card": uuid::Uuid::new_v4().to_string(),
+        "outcome": "overridden", "outcomeTimestamp": "2026-11-25T10:00:00Z"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// All 69 MIMIC requests, with their prefetch and without: the stored assessment's P/F is the
+/// expected file's where §6.1 pairs within 60 min, refused (null) where the file paired an
+/// older FiO2, and the card shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_69_mimic_requests_agree_with_the_expected_pf_with_and_without_prefetch() {
+    let s = setup().await;
+    let expected = expected_pf();
+    let mut summary: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in hook_requests() {
+        let mut outcomes = Vec::new();
+        for with_prefetch in [true, false] {
+            let mut request = mimic_request(&r.patient);
+            if !with_prefetch {
+                request.as_object_mut().unwrap().remove("prefetch");
+            }
+            let (status, body) = s.post(PV, &request).await;
+            assert_eq!(status, StatusCode::OK, "{}: {body}", r.patient);
+            let (pf, evaluated_at): (Option<f64>, chrono::DateTime<chrono::Utc>) = sqlx::query_as(
+                "SELECT pf_ratio, evaluated_at FROM evaluation WHERE hook_instance = $1 AND role = 'active'",
+            )
+            .bind(request["hookInstance"].as_str().unwrap())
+            .fetch_one(&s.app.pool)
+            .await
+            .unwrap();
+            let detail = body["cards"][0]["detail"].as_str().unwrap_or("");
+            if let Some(pf) = pf {
+                assert!(
+                    detail.contains(&format!("| P/F | {pf} mmHg |")),
+                    "{}: P/F {pf} not on the card:\n{detail}",
+                    r.patient
+                );
+            }
+            outcomes.push((pf, evaluated_at));
+        }
+        assert_eq!(
+            outcomes[0], outcomes[1],
+            "{}: prefetch and FHIR server differ",
+            r.patient
+        );
+        let pf = outcomes[0].0;
+        match (expected.get(&r.patient), pf) {
+            (Some(e), Some(pf)) => {
+                assert!(
+                    (pf - e.pf_ratio).abs() < 0.05,
+                    "{}: {pf} vs {}",
+                    r.patient,
+                    e.pf_ratio
+                );
+                *summary.entry("reproduced").or_default() += 1;
+            }
+            (Some(_), None) => {
+                *summary
+                    .entry("refused: FiO2 older than 60 min")
+                    .or_default() += 1
+            }
+            (None, None) => *summary.entry("no P/F in the file, none given").or_default() += 1,
+            (None, Some(pf)) => panic!("{}: P/F {pf} where the file has none", r.patient),
+        }
+    }
+    eprintln!("{summary:?}");
+    assert_eq!(summary["reproduced"], 10);
+    assert_eq!(summary["refused: FiO2 older than 60 min"], 20);
+    assert_eq!(summary["no P/F in the file, none given"], 39);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_metrics_and_the_evaluations_api() {
+    let s = setup().await;
+    let live = s
+        .app
+        .http
+        .get(s.app.url("/health/live"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), StatusCode::OK);
+    let ready: Value = s
+        .app
+        .http
+        .get(s.app.url("/health/ready"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["checks"]["database"], "pass");
+    let (status, body) = s.post(PV, &mimic_request("mimic-10037975")).await;
+    assert_eq!(status, StatusCode::OK);
+    let id = body["cards"][0]["extension"]["org.lrt-cds"]["evaluationId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let api = s.aud("/api/v1");
+    let res = s
+        .app
+        .http
+        .get(s.app.url(&format!("/api/v1/evaluations/{id}")))
+        .bearer_auth(s.client.token(&api))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let e: Value = res.json().await.unwrap();
+    assert_eq!(e["patient_id"], "mimic-10037975");
+    assert_eq!(e["assessment"]["pf_ratio"], 61.0);
+    let list: Value = s
+        .app
+        .http
+        .get(s.app.url("/api/v1/evaluations?patient=mimic-10037975"))
+        .bearer_auth(s.client.token(&api))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["evaluations"].as_array().unwrap().len(), 1);
+    let res = s
+        .app
+        .http
+        .get(s.app.url("/api/v1/evaluations"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let metrics = s
+        .app
+        .http
+        .get(s.app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("lrt_hook_calls_total"), "{metrics}");
+}
+
+/// `openapi/openapi.yaml` and the router agree: every documented operation is routed, and
+/// every route the service answers is documented.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_matches_the_router() {
+    let s = setup().await;
+    let doc: Value =
+        serde_saphyr::from_str(lrt_server::service::routes::health::OPENAPI).expect("valid YAML");
+    let mut documented = Vec::new();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for method in ops
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|m| *m != "parameters")
+        {
+            documented.push((method.to_uppercase(), path.clone()));
+        }
+    }
+    let concrete = |p: &str| {
+        p.replace(
+            "{id}",
+            if p.starts_with("/api") {
+                "00000000-0000-0000-0000-000000000000"
+            } else {
+                "lrt-patient-view"
+            },
+        )
+    };
+    for (method, path) in &documented {
+        let res = s
+            .app
+            .http
+            .request(method.parse().unwrap(), s.app.url(&concrete(path)))
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        let status = res.status();
+        let text = res.text().await.unwrap();
+        assert!(
+            status != StatusCode::METHOD_NOT_ALLOWED && !text.contains("no such route"),
+            "{method} {path} is documented but not routed ({status})"
+        );
+    }
+    let routed = [
+        ("GET", "/cds-services"),
+        ("POST", "/cds-services/{id}"),
+        ("POST", "/cds-services/{id}/feedback"),
+        ("GET", "/api/v1/evaluations"),
+        ("GET", "/api/v1/evaluations/{id}"),
+        ("GET", "/api/v1/rulesets"),
+        ("GET", "/health/live"),
+        ("GET", "/health/ready"),
+        ("GET", "/metrics"),
+        ("GET", "/openapi.yaml"),
+    ];
+    for (method, path) in routed {
+        assert!(
+            documented.contains(&(method.to_string(), path.to_string())),
+            "{method} {path} is routed but not documented"
+        );
+        assert_ne!(
+            lrt_server::service::routes::route_label(&concrete(path)),
+            "other",
+            "{path}"
+        );
+    }
+    assert_eq!(documented.len(), routed.len(), "{documented:?}");
+}

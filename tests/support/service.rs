@@ -1,0 +1,142 @@
+//! The service under test: a fresh PostgreSQL database per test (on the local server, or
+//! `LRT_TEST_DATABASE_URL`), the app built exactly as `lrt serve` builds it and served on a
+//! random port, and a CDS client that signs ES384 JWTs with a key published as a JWK Set by a
+//! real local HTTP server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use lrt_engine::testing::repo_root;
+use lrt_server::service::{App, Config};
+use sqlx::Connection;
+use uuid::Uuid;
+
+/// The server that hosts the test databases (its user must be allowed to create databases).
+pub fn admin_url() -> String {
+    std::env::var("LRT_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A database of its own for one test, dropped at the end.
+pub struct TestDb {
+    pub url: String,
+    name: String,
+}
+
+impl TestDb {
+    pub async fn create() -> TestDb {
+        let admin = admin_url();
+        let name = format!("lrt_test_{}", Uuid::new_v4().simple());
+        let mut conn = sqlx::PgConnection::connect(&admin)
+            .await
+            .unwrap_or_else(|e| {
+                panic!("PostgreSQL for the tests ({admin}): {e} (run `make tools`)")
+            });
+        // `name` is made here of a fixed prefix and a UUID: no injection possible.
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .expect("CREATE DATABASE");
+        let mut url = url::Url::parse(&admin).expect("a database URL");
+        url.set_path(&name);
+        TestDb {
+            url: url.to_string(),
+            name,
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop on a thread of its own: Drop cannot await, and the test's runtime may be gone.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            rt.block_on(async move {
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url()).await {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&mut conn)
+                    .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A running service.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub db: TestDb,
+    pub pool: sqlx::PgPool,
+    pub http: reqwest::Client,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    pub task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// A configuration for tests: loopback, the repository's rules, no auth section (set one).
+pub fn test_config() -> Config {
+    Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        rules_dir: repo_root().join("rules"),
+        ..Config::default()
+    }
+}
+
+impl TestApp {
+    /// Builds the app with `edit` applied to the test configuration and serves it.
+    pub async fn spawn(edit: impl FnOnce(&mut Config)) -> TestApp {
+        let db = TestDb::create().await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut config = test_config();
+        config.public_base_url = format!("http://{addr}");
+        config.database_url = Some(db.url.clone());
+        edit(&mut config);
+        config.check().expect("a valid test configuration");
+        let app = App::build(config).await.expect("the app builds");
+        let pool = app.state.pool.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            app.serve(listener, async move {
+                let _ = rx.await;
+            })
+            .await
+            .expect("serve");
+        });
+        TestApp {
+            addr,
+            base: format!("http://{addr}"),
+            db,
+            pool,
+            http: reqwest::Client::new(),
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Stops serving (in-flight requests finish).
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+/// A file path inside the repository.
+pub fn repo_file(path: &str) -> PathBuf {
+    repo_root().join(path)
+}
