@@ -13,7 +13,7 @@ HFS = target/tools/bin/hfs
 .PHONY: demo test setup tools lint unit rules bench timings
 
 ## Run the demo: evaluates the knowledge base's worked cases and shows where to look.
-demo: setup
+demo: setup tools
 	$(LRT) demo
 
 ## Run every test: formatting, lints, unit/integration/CLI tests, rule-set check and cases.

@@ -39,6 +39,8 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+#[cfg(feature = "dev-signer")]
+pub mod dev;
 mod jwks;
 mod keys;
 pub mod rejection;

@@ -3,4 +3,5 @@
 //! build the same [`service::App`] on a random port with a fresh database.
 #![forbid(unsafe_code)]
 
+pub mod dev;
 pub mod service;

@@ -1,6 +1,6 @@
-//! `lrt demo`: a readable tour. For now it evaluates the worked cases of the knowledge base
-//! under the active rule set and prints one line per patient; later versions also start the
-//! service with its database and FHIR server.
+//! `lrt demo`: a readable tour. It evaluates the worked cases of the knowledge base under the
+//! active rule set and prints one line per patient, then (unless `--cases-only`) starts the
+//! service with its database and the FHIR server and shows a real card ([`super::live`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,6 +15,9 @@ pub struct Args {
     /// Cases to evaluate; default: the active rule set's tests/worked-examples.json.
     #[arg(long)]
     case: Option<PathBuf>,
+    /// Only print the worked cases; do not start the service, its database and the FHIR server.
+    #[arg(long)]
+    cases_only: bool,
 }
 
 fn or_dash(v: Option<String>) -> String {
@@ -81,5 +84,8 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<ExitCode, CliError> {
         format!("  check and test the rules:  {lrt} rules test"),
     ]);
     write_stdout(&(lines.join("\n") + "\n"))?;
+    if !args.cases_only {
+        super::live::run(&ctx.rules_dir)?;
+    }
     Ok(ExitCode::SUCCESS)
 }

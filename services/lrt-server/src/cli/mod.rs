@@ -2,6 +2,7 @@
 
 mod demo;
 mod evaluate;
+mod live;
 mod rules;
 mod serve;
 

@@ -1,0 +1,86 @@
+//! **Development and tests only** (feature `dev-signer`): a CDS client's side of the JWT
+//! exchange. Makes an ES384 key pair, publishes its public key as a JWK Set and signs CDS Hooks
+//! JWTs with it. `lrt demo` uses it to act as the EHR; the end-to-end tests use it as their CDS
+//! client. A production service never signs client tokens.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use p384::ecdsa::signature::Signer;
+use p384::ecdsa::{Signature, SigningKey};
+use serde_json::{Value, json};
+
+/// A CDS client with its own ES384 (P-384) key, made at construction.
+pub struct DevSigner {
+    key: SigningKey,
+    pub kid: String,
+    pub iss: String,
+}
+
+impl DevSigner {
+    pub fn new(iss: &str, kid: &str) -> DevSigner {
+        DevSigner {
+            key: SigningKey::random(&mut rand_core::OsRng),
+            kid: kid.to_string(),
+            iss: iss.to_string(),
+        }
+    }
+
+    /// The public key as a JWK Set (`{"keys": [...]}`).
+    pub fn jwks(&self) -> Value {
+        let point = self.key.verifying_key().to_encoded_point(false);
+        json!({"keys": [{
+            "kty": "EC", "crv": "P-384", "use": "sig", "alg": "ES384", "kid": self.kid,
+            "x": B64.encode(point.x().expect("an uncompressed point has x")),
+            "y": B64.encode(point.y().expect("an uncompressed point has y")),
+        }]})
+    }
+
+    /// The JWT header: ES384, `typ` JWT, this key's `kid`.
+    pub fn header(&self) -> Value {
+        json!({"alg": "ES384", "typ": "JWT", "kid": self.kid})
+    }
+
+    /// Claims for `aud`, issued now, valid `lifetime_s` seconds, with a fresh `jti`.
+    pub fn claims(&self, aud: &str, lifetime_s: i64) -> Value {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        json!({"iss": self.iss, "aud": aud, "iat": now, "exp": now + lifetime_s,
+               "jti": uuid_v4()})
+    }
+
+    /// A token for `aud`, valid 5 minutes.
+    pub fn token(&self, aud: &str) -> String {
+        self.sign(&self.header(), &self.claims(aud, 300))
+    }
+
+    /// Signs any header and claims (tests use it to make invalid tokens too).
+    pub fn sign(&self, header: &Value, claims: &Value) -> String {
+        let input = format!(
+            "{}.{}",
+            B64.encode(header.to_string()),
+            B64.encode(claims.to_string())
+        );
+        let signature: Signature = self.key.sign(input.as_bytes());
+        format!("{input}.{}", B64.encode(signature.to_bytes()))
+    }
+}
+
+/// A random (version 4) UUID as text.
+fn uuid_v4() -> String {
+    use rand_core::RngCore;
+    let mut b = [0u8; 16];
+    rand_core::OsRng.fill_bytes(&mut b);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
