@@ -10,7 +10,7 @@ LRT = $(CARGO) run -q -p lrt-server --bin lrt --
 HFS_VERSION = 0.2.7
 HFS = target/tools/bin/hfs
 
-.PHONY: demo test setup tools lint unit rules bench timings
+.PHONY: demo test setup tools lint unit rules bench load timings
 
 ## Run the demo: evaluates the knowledge base's worked cases and shows where to look.
 demo: setup tools
@@ -50,6 +50,12 @@ rules:
 bench:
 	$(CARGO) bench -p lrt-engine --bench evaluate
 	$(CARGO) bench -p lrt-fhir --bench snapshot
+
+## Load test of the CDS Hooks service (wrk, real PostgreSQL and FHIR server): the 69 MIMIC
+## requests with full prefetch, persisted, at 1 and 16 connections.
+load: tools
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; } || { echo "install wrk (Debian: apt-get install wrk)" >&2; exit 1; }
+	$(CARGO) bench -p lrt-e2e --bench load
 
 ## Build-time report (target/cargo-timings/).
 timings:

@@ -611,6 +611,18 @@ async fn all_69_mimic_requests_agree_with_the_expected_pf_with_and_without_prefe
             .fetch_one(&s.app.pool)
             .await
             .unwrap();
+            let quality: Value = sqlx::query_scalar(
+                "SELECT snapshot->'data_quality' FROM evaluation WHERE hook_instance = $1 AND role = 'active'",
+            )
+            .bind(request["hookInstance"].as_str().unwrap())
+            .fetch_one(&s.app.pool)
+            .await
+            .unwrap();
+            assert!(
+                !quality.to_string().contains("operation_outcome"),
+                "{}: the FHIR server warned about a search: {quality}",
+                r.patient
+            );
             let detail = body["cards"][0]["detail"].as_str().unwrap_or("");
             if let Some(pf) = pf {
                 assert!(
@@ -795,4 +807,121 @@ async fn the_openapi_document_matches_the_router() {
         );
     }
     assert_eq!(documented.len(), routed.len(), "{documented:?}");
+}
+
+/// A shadow version (here: 0.1.1, pairing FiO2 without a time limit) is evaluated and stored
+/// beside the active one, and never shown: the response is the active version's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_version_is_evaluated_and_stored_but_never_shown() {
+    use lrt_engine::testing::{copy_shipped_version, edit_file};
+    let root = tempfile::tempdir().unwrap();
+    copy_shipped_version(root.path());
+    let shadow_dir = root.path().join("lrt-ruleset/0.1.1");
+    std::fs::create_dir_all(&shadow_dir).unwrap();
+    for entry in std::fs::read_dir(root.path().join("lrt-ruleset/0.1.0")).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_file() {
+            std::fs::copy(&p, shadow_dir.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    edit_file(
+        &shadow_dir.join("ruleset.yaml"),
+        "version: 0.1.0",
+        "version: 0.1.1",
+    );
+    edit_file(
+        &shadow_dir.join("parameters.yaml"),
+        "fio2_pairing_window_min: {value: 60,",
+        "fio2_pairing_window_min: {value: 1000000000,",
+    );
+    std::fs::write(
+        root.path().join("index.json"),
+        json!({"active": "lrt-ruleset/0.1.0", "shadow": "lrt-ruleset/0.1.1", "versions": {
+            "lrt-ruleset/0.1.0": {"status": "draft", "sha256": null},
+            "lrt-ruleset/0.1.1": {"status": "draft", "sha256": null}}})
+        .to_string(),
+    )
+    .unwrap();
+
+    let client = CdsClient::new(ISS);
+    let jwks = JwksServer::start(client.jwks()).await;
+    let mut issuer = TrustedIssuer::new(client.iss.clone());
+    issuer.jwks_url = Some(jwks.url.parse().unwrap());
+    let mut auth = AuthConfig::new(vec![issuer]);
+    auth.allow_insecure_loopback_http = true;
+    let fhir_base = fhir().base.clone();
+    let rules_dir = root.path().to_path_buf();
+    let app = TestApp::spawn(move |c| {
+        c.auth = Some(auth);
+        c.fhir_allow = vec![fhir_base];
+        c.rules_dir = rules_dir;
+        c.evaluation_time = lrt_server::service::config::EvaluationTime::NewestBloodGas;
+    })
+    .await;
+    let s = Setup { client, jwks, app };
+    // mimic-10002428: the file's P/F 200 pairs an FiO2 older than 60 min.
+    let request = mimic_request("mimic-10002428");
+    let (status, body) = s.post(PV, &request).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let rows: Vec<(String, String, Option<f64>, Value)> = sqlx::query_as(
+        "SELECT role, ruleset_version, pf_ratio, response FROM evaluation WHERE hook_instance = $1 ORDER BY role",
+    )
+    .bind(request["hookInstance"].as_str().unwrap())
+    .fetch_all(&s.app.pool)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        (rows[0].0.as_str(), rows[0].1.as_str(), rows[0].2),
+        ("active", "0.1.0", None)
+    );
+    assert_eq!(
+        (rows[1].0.as_str(), rows[1].1.as_str(), rows[1].2),
+        ("shadow", "0.1.1", Some(200.0))
+    );
+    assert_eq!(rows[0].3, body, "the response sent is the active version's");
+    assert_ne!(rows[1].3, body);
+}
+
+/// An issuer with a tenant allow list: a token without `tenant` or with another tenant is a bare
+/// 401; the allowed tenant is accepted and stored with the evaluation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_outside_the_issuers_allow_list_are_rejected() {
+    let client = CdsClient::new(ISS);
+    let jwks = JwksServer::start(client.jwks()).await;
+    let mut issuer = TrustedIssuer::new(client.iss.clone());
+    issuer.jwks_url = Some(jwks.url.parse().unwrap());
+    issuer.tenants = Some(vec!["hospital-a".into()]);
+    let mut auth = AuthConfig::new(vec![issuer]);
+    auth.allow_insecure_loopback_http = true;
+    let fhir_base = fhir().base.clone();
+    let app = TestApp::spawn(move |c| {
+        c.auth = Some(auth);
+        c.fhir_allow = vec![fhir_base];
+        c.evaluation_time = lrt_server::service::config::EvaluationTime::NewestBloodGas;
+    })
+    .await;
+    let s = Setup { client, jwks, app };
+    let aud = s.aud(PV);
+    let request = mimic_request("mimic-10037975");
+    for (tenant, expected) in [
+        (None, StatusCode::UNAUTHORIZED),
+        (Some("hospital-b"), StatusCode::UNAUTHORIZED),
+        (Some("hospital-a"), StatusCode::OK),
+    ] {
+        let mut claims = s.client.claims(&aud);
+        if let Some(t) = tenant {
+            claims["tenant"] = json!(t);
+        }
+        let token = s.client.sign(&s.client.header(), &claims);
+        let (status, _) = s.post_with(PV, &request, Some(&token)).await;
+        assert_eq!(status, expected, "tenant {tenant:?}");
+    }
+    let tenant: Option<String> =
+        sqlx::query_scalar("SELECT tenant FROM evaluation WHERE hook_instance = $1")
+            .bind(request["hookInstance"].as_str().unwrap())
+            .fetch_one(&s.app.pool)
+            .await
+            .unwrap();
+    assert_eq!(tenant.as_deref(), Some("hospital-a"));
 }

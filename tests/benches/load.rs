@@ -170,6 +170,17 @@ async fn run() {
             non_200
         ));
     }
+    let sources: Vec<(String, Option<String>, i64)> = sqlx::query_as(
+        "SELECT key, value->>'source', count(*) FROM evaluation, jsonb_each(prefetch_sources) \
+         GROUP BY 1, 2 ORDER BY 1, 2",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    println!("where the data of each prefetch key came from (evaluations):");
+    for (key, source, n) in sources {
+        println!("  {key:<26} {:<20} {n}", source.unwrap_or_default());
+    }
     println!(
         "CDS hook with full prefetch, persisted, JWT verified (ES384), wrk on the same machine:"
     );

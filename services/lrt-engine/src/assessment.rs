@@ -25,7 +25,7 @@ use crate::facts::{Fact, FactId, FactKind, FactValue};
 use crate::physiology;
 use crate::ruleset::condition::{Cond, Env, FactRef, Truth};
 use crate::ruleset::describe::leaf_fact;
-use crate::ruleset::{Emit, LeafText, Node, NodeKind, RuleSet, Urgency};
+use crate::ruleset::{CatalogEntry, Emit, LeafText, Node, NodeKind, RuleSet, Urgency};
 use crate::snapshot::PatientSnapshot;
 use crate::timeline::{Millis, format_millis};
 
@@ -68,6 +68,13 @@ pub struct RecommendationDetail {
     pub urgency: Urgency,
     /// Ids of the rules that gave it.
     pub rules: Vec<Arc<str>>,
+}
+
+/// What the rules that fired emitted.
+struct Emitted {
+    mechanisms: Vec<Arc<str>>,
+    recommendations: Vec<RecommendationDetail>,
+    consult_triggers: Vec<RecommendationDetail>,
 }
 
 /// The values of one blood gas, as a series criterion saw them.
@@ -235,6 +242,10 @@ pub struct Assessment {
     pub mechanisms: Vec<Arc<str>>,
     pub recommendations: Vec<Arc<str>>,
     pub recommendation_details: Vec<RecommendationDetail>,
+    /// Reasons to page the Lung Rescue Team (rule-set `consult_triggers`), in catalogue order,
+    /// each with the highest urgency given and the rules that gave it. Empty: no page.
+    #[serde(default)]
+    pub consult_triggers: Vec<RecommendationDetail>,
     pub data_quality: Vec<String>,
     /// Observation ids behind each figure (fact name -> ids).
     pub evidence: BTreeMap<Cow<'static, str>, Vec<Arc<str>>>,
@@ -309,7 +320,11 @@ impl Inputs<'_> {
                     ri: round(r.ri, 3),
                 }
             });
-        let (mechanisms, recommendation_details) = b.emitted();
+        let Emitted {
+            mechanisms,
+            recommendations: recommendation_details,
+            consult_triggers,
+        } = b.emitted();
         let mut evidence = BTreeMap::new();
         for &f in Fact::ALL {
             let ev = &facts.evidence[f as usize];
@@ -376,6 +391,7 @@ impl Inputs<'_> {
                 .map(|r| r.code.clone())
                 .collect(),
             recommendation_details,
+            consult_triggers,
             mechanisms,
             evidence,
             explanations: b.explanations(),
@@ -473,46 +489,56 @@ impl Builder<'_> {
         )
     }
 
-    /// Mechanisms and recommendations of fired rules, in catalogue order.
-    fn emitted(&self) -> (Vec<Arc<str>>, Vec<RecommendationDetail>) {
+    /// Mechanisms, recommendations and consult triggers of fired rules, in catalogue order.
+    fn emitted(&self) -> Emitted {
         let mut mech = vec![false; self.rules.mechanisms.len()];
         let mut recs: Vec<Option<(Urgency, Vec<Arc<str>>)>> =
             vec![None; self.rules.recommendations.len()];
+        let mut consults: Vec<Option<(Urgency, Vec<Arc<str>>)>> =
+            vec![None; self.rules.consult_triggers.len()];
         for (n, node) in self.rules.nodes.iter().enumerate() {
             let (NodeKind::Rule(r), NodeResult::Rule(Truth::True)) =
                 (&node.kind, &self.eval.results[n])
             else {
                 continue;
             };
-            match r.emits {
-                Some(Emit::Mechanism { index }) => mech[index] = true,
-                Some(Emit::Recommendation { index, urgency }) => {
-                    let entry = recs[index].get_or_insert((urgency, Vec::new()));
-                    entry.0 = entry.0.max(urgency);
-                    entry.1.push(node.id.clone());
+            let (slot, urgency) = match r.emits {
+                Some(Emit::Mechanism { index }) => {
+                    mech[index] = true;
+                    continue;
                 }
-                None => {}
-            }
+                Some(Emit::Recommendation { index, urgency }) => (&mut recs[index], urgency),
+                Some(Emit::Consult { index, urgency }) => (&mut consults[index], urgency),
+                None => continue,
+            };
+            let entry = slot.get_or_insert((urgency, Vec::new()));
+            entry.0 = entry.0.max(urgency);
+            entry.1.push(node.id.clone());
         }
-        let mechanisms = mech
-            .iter()
-            .enumerate()
-            .filter(|(_, on)| **on)
-            .map(|(i, _)| self.rules.mechanisms[i].code.clone())
-            .collect();
-        let recommendations = recs
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, r)| {
-                r.map(|(urgency, rules)| RecommendationDetail {
-                    code: self.rules.recommendations[i].code.clone(),
-                    display: self.rules.recommendations[i].display.clone(),
-                    urgency,
-                    rules,
+        let details = |found: Vec<Option<(Urgency, Vec<Arc<str>>)>>, catalogue: &[CatalogEntry]| {
+            found
+                .into_iter()
+                .zip(catalogue)
+                .filter_map(|(r, entry)| {
+                    r.map(|(urgency, rules)| RecommendationDetail {
+                        code: entry.code.clone(),
+                        display: entry.display.clone(),
+                        urgency,
+                        rules,
+                    })
                 })
-            })
-            .collect();
-        (mechanisms, recommendations)
+                .collect()
+        };
+        Emitted {
+            mechanisms: mech
+                .iter()
+                .zip(&self.rules.mechanisms)
+                .filter(|(on, _)| **on)
+                .map(|(_, m)| m.code.clone())
+                .collect(),
+            recommendations: details(recs, &self.rules.recommendations),
+            consult_triggers: details(consults, &self.rules.consult_triggers),
+        }
     }
 
     /// One explanation per classification and score, per series and output rule, and per

@@ -387,6 +387,25 @@ impl FhirClient {
             .map(|_| ())
     }
 
+    /// `PUT [base]/{resource_type}/{id}` with a resource (JSON text): an update, or a create with
+    /// the client's id (FHIR update-as-create). Idempotent, so it is retried like a GET: writing
+    /// the same resource twice leaves one resource. Ok on any 2xx.
+    pub async fn put(
+        &self,
+        resource_type: &str,
+        id: &str,
+        resource_json: &str,
+    ) -> Result<(), FhirError> {
+        let url = self.join(&format!(
+            "{}/{}",
+            encode_segment(resource_type),
+            encode_segment(id)
+        ))?;
+        self.send(Method::PUT, url, Some(resource_json.to_string()))
+            .await
+            .map(|_| ())
+    }
+
     /// `[base]` joined with an encoded relative path.
     fn join(&self, relative: &str) -> Result<Url, FhirError> {
         self.base
@@ -431,7 +450,7 @@ impl FhirClient {
         body: Option<String>,
     ) -> Result<String, FhirError> {
         let request = format!("{method} {url}");
-        let idempotent = method == Method::GET;
+        let idempotent = method == Method::GET || method == Method::PUT;
         let timeout = || FhirError::Timeout {
             url: request.clone(),
             timeout_ms: u64::try_from(self.config.timeout.as_millis()).unwrap_or(u64::MAX),

@@ -22,6 +22,7 @@ pub mod fetch;
 pub mod mapping;
 pub mod read;
 pub mod search;
+pub mod subscription;
 pub mod time;
 
 pub use bundle::{Payload, PayloadError, parse};

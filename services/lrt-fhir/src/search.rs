@@ -133,7 +133,9 @@ pub fn patient_searches(rules: &RuleSet, patient: &str, now: DateTime<Utc>) -> V
     }
     searches.push(Search {
         resource_type: "Flag",
-        params: base(code_param(ResourceKind::Flags)),
+        // R4 defines no `code` search parameter on Flag (servers ignore it with a warning or
+        // refuse it): every flag of the patient is asked for, the code sets pick the hard stops.
+        params: base(Vec::new()),
         kind: Some(ResourceKind::Flags),
     });
     searches

@@ -90,10 +90,9 @@ fn discovery_lists_the_three_services_with_prefetch() {
         p["Condition"], "Condition?patient={{context.patientId}}&_count=200",
         "ICD prefixes: no code filter"
     );
-    assert!(
-        p["Flag"]
-            .as_str()
-            .is_some_and(|t| t.contains("urn:lrt:local|refusal-or-limitation-of-care"))
+    assert_eq!(
+        p["Flag"], "Flag?patient={{context.patientId}}&_count=200",
+        "R4 Flag has no `code` search parameter: every flag, the code sets pick the hard stops"
     );
     assert_eq!(
         p["MedicationRequest"],

@@ -446,6 +446,7 @@ pub(crate) fn compile(
     let hard_stops = catalogue(&mut ctx, "hard_stops", |f| &f.file.hard_stops);
     let mechanisms = catalogue(&mut ctx, "mechanisms", |f| &f.file.mechanisms);
     let recommendations = catalogue(&mut ctx, "recommendations", |f| &f.file.recommendations);
+    let consult_triggers = catalogue(&mut ctx, "consult_triggers", |f| &f.file.consult_triggers);
     let (codesets, unmapped_codes) = super::codesets::compile(
         &files,
         &hard_stops,
@@ -746,8 +747,11 @@ pub(crate) fn compile(
                 let emits = r.emits.as_ref().and_then(|e| {
                     compile_emit(
                         e,
-                        &recommendations,
-                        &mechanisms,
+                        &Catalogues {
+                            recommendations: &recommendations,
+                            mechanisms: &mechanisms,
+                            consult_triggers: &consult_triggers,
+                        },
                         &format!("{}/emits", p.ptr),
                         &mut problems,
                     )
@@ -793,6 +797,12 @@ pub(crate) fn compile(
                     ..
                 }) => {
                     format!("mechanism:{}", mechanisms[*index].code)
+                }
+                NodeKind::Rule(Rule {
+                    emits: Some(super::Emit::Consult { index, .. }),
+                    ..
+                }) => {
+                    format!("consult:{}", consult_triggers[*index].code)
                 }
                 _ => p.id.to_string(),
             }),
@@ -929,6 +939,7 @@ pub(crate) fn compile(
         hard_stops,
         mechanisms,
         recommendations,
+        consult_triggers,
         facts,
         nodes,
         groups,
@@ -1224,35 +1235,65 @@ fn outcome(
     })
 }
 
+/// The catalogues a rule's `emits` can name.
+struct Catalogues<'a> {
+    recommendations: &'a [CatalogEntry],
+    mechanisms: &'a [CatalogEntry],
+    consult_triggers: &'a [CatalogEntry],
+}
+
+/// Where `code` is in a catalogue; if it is not, a problem naming the catalogue.
+fn catalogue_index(
+    code: &str,
+    list: &[CatalogEntry],
+    section: &str,
+    ptr: String,
+    problems: &mut Vec<Problem>,
+) -> Option<usize> {
+    let found = list.iter().position(|r| *r.code == *code);
+    if found.is_none() {
+        problems.push(Problem::new(
+            ptr,
+            format!(
+                "{code} is not in the `{section}` catalogue{}",
+                super::condition::suggest(code, list.iter().map(|r| &*r.code))
+            ),
+        ));
+    }
+    found
+}
+
 fn compile_emit(
     e: &EmitDef,
-    recommendations: &[CatalogEntry],
-    mechanisms: &[CatalogEntry],
+    cat: &Catalogues<'_>,
     ptr: &str,
     problems: &mut Vec<Problem>,
 ) -> Option<super::Emit> {
-    match (&e.recommendation, &e.mechanism) {
-        (Some(code), None) => {
-            let Some(index) = recommendations.iter().position(|r| *r.code == **code) else {
-                problems.push(Problem::new(
-                    format!("{ptr}/recommendation"),
-                    format!(
-                        "{code} is not in the `recommendations` catalogue{}",
-                        super::condition::suggest(code, recommendations.iter().map(|r| &*r.code))
-                    ),
-                ));
-                return None;
-            };
-            let Some(urgency) = e.urgency else {
-                problems.push(Problem::new(
-                    ptr,
-                    "a recommendation needs an `urgency` (routine, urgent, emergent)",
-                ));
-                return None;
-            };
+    let urgency = |what: &str, problems: &mut Vec<Problem>| {
+        if e.urgency.is_none() {
+            problems.push(Problem::new(
+                ptr,
+                format!("{what} needs an `urgency` (routine, urgent, emergent)"),
+            ));
+        }
+        e.urgency
+    };
+    match (&e.recommendation, &e.mechanism, &e.consult) {
+        (Some(code), None, None) => {
+            let at = format!("{ptr}/recommendation");
+            let index =
+                catalogue_index(code, cat.recommendations, "recommendations", at, problems)?;
+            let urgency = urgency("a recommendation", problems)?;
             Some(super::Emit::Recommendation { index, urgency })
         }
-        (None, Some(code)) => {
+        (None, None, Some(code)) => {
+            let at = format!("{ptr}/consult");
+            let index =
+                catalogue_index(code, cat.consult_triggers, "consult_triggers", at, problems)?;
+            let urgency = urgency("a consult trigger", problems)?;
+            Some(super::Emit::Consult { index, urgency })
+        }
+        (None, Some(code), None) => {
             if e.urgency.is_some() {
                 problems.push(Problem::new(
                     format!("{ptr}/urgency"),
@@ -1260,24 +1301,14 @@ fn compile_emit(
                 ));
                 return None;
             }
-            match mechanisms.iter().position(|m| *m.code == **code) {
-                Some(index) => Some(super::Emit::Mechanism { index }),
-                None => {
-                    problems.push(Problem::new(
-                        format!("{ptr}/mechanism"),
-                        format!(
-                            "{code} is not in the `mechanisms` catalogue{}",
-                            super::condition::suggest(code, mechanisms.iter().map(|m| &*m.code))
-                        ),
-                    ));
-                    None
-                }
-            }
+            let at = format!("{ptr}/mechanism");
+            let index = catalogue_index(code, cat.mechanisms, "mechanisms", at, problems)?;
+            Some(super::Emit::Mechanism { index })
         }
         _ => {
             problems.push(Problem::new(
                 ptr,
-                "emit exactly one of `recommendation` or `mechanism`",
+                "emit exactly one of `recommendation`, `mechanism` or `consult`",
             ));
             None
         }

@@ -28,6 +28,9 @@ pub struct RuleFile {
     pub mechanisms: Vec<CatalogEntry>,
     #[serde(default)]
     pub recommendations: Vec<CatalogEntry>,
+    /// Reasons to page the Lung Rescue Team (rules emit them with an urgency).
+    #[serde(default)]
+    pub consult_triggers: Vec<CatalogEntry>,
     #[serde(default)]
     pub series: Vec<SeriesDef>,
     #[serde(default)]
@@ -362,6 +365,9 @@ pub struct EmitDef {
     pub urgency: Option<Urgency>,
     #[serde(default)]
     pub mechanism: Option<String>,
+    /// A consult trigger of the `consult_triggers` catalogue: page the LRT.
+    #[serde(default)]
+    pub consult: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]

@@ -218,8 +218,18 @@ pub struct Classification {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Emit {
-    Recommendation { index: usize, urgency: Urgency },
-    Mechanism { index: usize },
+    Recommendation {
+        index: usize,
+        urgency: Urgency,
+    },
+    Mechanism {
+        index: usize,
+    },
+    /// Page the Lung Rescue Team for this reason (an entry of `consult_triggers`).
+    Consult {
+        index: usize,
+        urgency: Urgency,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -299,6 +309,8 @@ pub struct RuleSet {
     pub hard_stops: Vec<CatalogEntry>,
     pub mechanisms: Vec<CatalogEntry>,
     pub recommendations: Vec<CatalogEntry>,
+    /// Reasons to page the Lung Rescue Team.
+    pub consult_triggers: Vec<CatalogEntry>,
     pub facts: Vec<FactInfo>,
     /// In evaluation (dependency) order.
     pub nodes: Vec<Node>,

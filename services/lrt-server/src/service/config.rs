@@ -40,6 +40,8 @@ const KEYS: &[&str] = &[
     "insecure_no_auth",
     "evaluation_time",
     "log_format",
+    "paging",
+    "ehr",
 ];
 
 /// Everything `lrt serve` needs. Every key has a default except the database URL and, unless
@@ -81,6 +83,28 @@ pub struct Config {
     pub evaluation_time: EvaluationTime,
     /// Log format: `json` (production) or `text`.
     pub log_format: LogFormat,
+    /// The LRT pager consult: channels, retries, dispatcher (`[paging]`).
+    pub paging: super::paging::PagingConfig,
+    /// The EHR's FHIR server for evaluations without a CDS Hooks call (`[ehr]`).
+    pub ehr: EhrConfig,
+}
+
+/// `[ehr]`: where evaluations that do not come with a CDS Hooks call (FHIR Subscription
+/// notifications, `POST /api/v1/evaluations`) read the patient's data.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EhrConfig {
+    /// The EHR's FHIR base URL (must be in `fhir_allow`).
+    pub fhir_base: Option<String>,
+    /// A file holding the bearer token for it, or the variable holding it (default
+    /// `LRT_EHR_FHIR_TOKEN`); none: no `Authorization` header.
+    pub token_file: Option<PathBuf>,
+    pub token_env: Option<String>,
+    /// The secret a Subscription sends (its `channel.header`, `Authorization: Bearer <secret>`),
+    /// from a file or a variable (default `LRT_SUBSCRIPTION_SECRET`). Without one, the
+    /// notification endpoint answers 401 to every call.
+    pub subscription_secret_file: Option<PathBuf>,
+    pub subscription_secret_env: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -146,6 +170,8 @@ impl Default for Config {
             insecure_no_auth: false,
             evaluation_time: EvaluationTime::Call,
             log_format: LogFormat::Json,
+            paging: super::paging::PagingConfig::default(),
+            ehr: EhrConfig::default(),
         }
     }
 }
@@ -215,6 +241,7 @@ impl Config {
                 "no [auth] section: configure the trusted CDS clients (or, for local development only, insecure_no_auth = true)".into(),
             ));
         }
+        self.paging.check().map_err(ConfigError::Invalid)?;
         if self.limits.body_bytes == 0 || self.limits.request_timeout_ms == 0 {
             return Err(ConfigError::Invalid("limits must be positive".into()));
         }

@@ -11,6 +11,8 @@
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod evaluate;
+pub mod paging;
 pub mod routes;
 pub mod state;
 pub mod store;
@@ -68,19 +70,42 @@ impl App {
         Ok(App { state, router })
     }
 
-    /// Serves until `shutdown` resolves, then drains in-flight requests.
+    /// Serves (and, with paging configured, runs the page dispatcher) until `shutdown`
+    /// resolves, then drains in-flight requests and deliveries.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(
+        use axum::serve::ListenerExt;
+        // TCP_NODELAY: a response must not wait for the client's delayed ACK (Nagle).
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let dispatcher = self
+            .state
+            .pager
+            .clone()
+            .filter(|p| p.config.dispatcher)
+            .map(|pager| {
+                let d = paging::dispatch::Dispatcher::new(self.state.pool.clone(), pager);
+                tokio::spawn(d.run(stopped))
+            });
+        let served = axum::serve(
             listener,
             self.router
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(shutdown)
-        .await
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        })
+        .await;
+        if let Some(d) = dispatcher {
+            let _ = d.await;
+        }
+        served
     }
 }
 
@@ -91,6 +116,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(routes::hooks::routes())
         .merge(routes::api::routes())
+        .merge(routes::pages::routes())
+        .merge(routes::subscription::routes())
         .merge(routes::health::routes())
         .fallback(routes::not_found)
         .with_state(state)

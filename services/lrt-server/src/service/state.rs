@@ -34,7 +34,34 @@ pub struct AppState {
     pub order_codes: Arc<OrderCodes>,
     /// Base of the dashboard links on cards.
     pub dashboard: Arc<url::Url>,
+    /// The LRT pager (None: no channel configured, no pages written).
+    pub pager: Option<super::paging::Pager>,
+    /// The EHR's FHIR server for evaluations without a CDS Hooks call.
+    pub ehr: Option<Arc<Ehr>>,
     pub started: Instant,
+}
+
+/// The EHR as seen by evaluations without a hook.
+pub struct Ehr {
+    pub client: lrt_fhir::FhirClient,
+    /// The shared secret of FHIR Subscription notifications (None: they are refused).
+    pub subscription_secret: Option<String>,
+}
+
+/// A secret from a file (trailing whitespace ignored) or else an environment variable.
+pub fn read_secret(
+    file: Option<&std::path::Path>,
+    env: Option<&str>,
+    default_env: &str,
+) -> Result<Option<String>, String> {
+    if let Some(path) = file {
+        return std::fs::read_to_string(path)
+            .map(|s| Some(s.trim_end().to_string()))
+            .map_err(|e| format!("cannot read {}: {e}", path.display()));
+    }
+    Ok(std::env::var(env.unwrap_or(default_env))
+        .ok()
+        .filter(|s| !s.is_empty()))
 }
 
 /// How CDS clients are authenticated.
@@ -99,6 +126,58 @@ impl AppState {
         if !problems.is_empty() {
             return Err(invalid(format!("order codes: {}", problems.join("; "))));
         }
+        let allowed = |u: &str| {
+            url::Url::parse(u)
+                .map(|u| prefetch.allow_list.allows(&u))
+                .unwrap_or(false)
+        };
+        let pager = if config.paging.enabled() {
+            if let Some(f) = &config.paging.fhir
+                && !allowed(&f.base)
+            {
+                return Err(invalid(format!(
+                    "paging.fhir.base {:?} is not in fhir_allow",
+                    f.base
+                )));
+            }
+            let channels = super::paging::channel::Channels::new(&config.paging)
+                .map_err(|e| invalid(e.to_string()))?;
+            Some(super::paging::Pager {
+                config: Arc::new(config.paging.clone()),
+                channels: Arc::new(channels),
+                wake: Arc::new(tokio::sync::Notify::new()),
+            })
+        } else {
+            None
+        };
+        let ehr = match &config.ehr.fhir_base {
+            Some(base) => {
+                if !allowed(base) {
+                    return Err(invalid(format!(
+                        "ehr.fhir_base {base:?} is not in fhir_allow"
+                    )));
+                }
+                let token = read_secret(
+                    config.ehr.token_file.as_deref(),
+                    config.ehr.token_env.as_deref(),
+                    "LRT_EHR_FHIR_TOKEN",
+                )
+                .map_err(|e| invalid(format!("ehr: {e}")))?;
+                let subscription_secret = read_secret(
+                    config.ehr.subscription_secret_file.as_deref(),
+                    config.ehr.subscription_secret_env.as_deref(),
+                    "LRT_SUBSCRIPTION_SECRET",
+                )
+                .map_err(|e| invalid(format!("ehr: {e}")))?;
+                let client = lrt_fhir::FhirClient::new(base, token, prefetch.client)
+                    .map_err(|e| invalid(format!("ehr.fhir_base: {e}")))?;
+                Some(Arc::new(Ehr {
+                    client,
+                    subscription_secret,
+                }))
+            }
+            None => None,
+        };
         let dashboard = url::Url::parse(&format!("{}/", config.dashboard_base()))
             .map_err(|e| invalid(format!("dashboard_base_url: {e}")))?;
         Ok(AppState {
@@ -107,6 +186,8 @@ impl AppState {
             prefetch: Arc::new(prefetch),
             order_codes: Arc::new(order_codes),
             dashboard: Arc::new(dashboard),
+            pager,
+            ehr,
             config: Arc::new(config),
             pool,
             rules,

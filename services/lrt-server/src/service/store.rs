@@ -99,17 +99,20 @@ pub async fn find_call(
 /// What storing an evaluation did.
 #[derive(Debug)]
 pub enum Stored {
-    /// Stored now.
-    New,
+    /// Stored now, with the consult page it wrote, if any.
+    New { page: Option<Uuid> },
     /// Another call with the same hookInstance stored first: its row.
     Existing(StoredCall),
 }
 
-/// Stores the active evaluation and, in the same transaction, the shadow one.
+/// Stores the active evaluation and, in the same transaction, the shadow one and the consult
+/// page of `page` (if its triggers were not paged for the patient already: see
+/// [`crate::service::paging`]). A retried hookInstance stores nothing and pages no one.
 pub async fn store_evaluations(
     pool: &PgPool,
     active: &NewEvaluation,
     shadow: Option<&NewEvaluation>,
+    page: Option<&crate::service::paging::PagePlan>,
 ) -> Result<Stored, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let inserted = insert(&mut tx, active).await?;
@@ -118,14 +121,18 @@ pub async fn store_evaluations(
         return match find_call(pool, &active.hook_instance).await? {
             Some(existing) => Ok(Stored::Existing(existing)),
             // The winner's transaction was rolled back between our insert and our read: retry.
-            None => Box::pin(store_evaluations(pool, active, shadow)).await,
+            None => Box::pin(store_evaluations(pool, active, shadow, page)).await,
         };
     }
     if let Some(shadow) = shadow {
         insert(&mut tx, shadow).await?;
     }
+    let page = match page {
+        Some(plan) => crate::service::paging::outbox::write_page(&mut tx, plan).await?,
+        None => None,
+    };
     tx.commit().await?;
-    Ok(Stored::New)
+    Ok(Stored::New { page })
 }
 
 async fn insert(

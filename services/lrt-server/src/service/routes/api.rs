@@ -5,6 +5,7 @@
 
 use axum::Json;
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::routing::get;
@@ -19,7 +20,7 @@ use crate::service::store;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/api/v1/evaluations", get(list))
+        .route("/api/v1/evaluations", get(list).post(create))
         .route("/api/v1/evaluations/{id}", get(one))
         .route("/api/v1/rulesets", get(rulesets))
 }
@@ -58,6 +59,67 @@ async fn list(
     let rows =
         store::evaluations(&state.pool, q.patient.as_deref(), q.role.as_deref(), limit).await?;
     Ok(Json(json!({ "evaluations": rows })))
+}
+
+/// `POST /api/v1/evaluations` `{"patient": "Patient/123", "encounter": "Encounter/9"?}`: reads
+/// the patient's data from the EHR (`[ehr]`), evaluates, stores and pages as a hook call would.
+/// An `Idempotency-Key` header makes a retry return the first evaluation and page no one.
+async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let client = authenticate(&state, &headers, &audience(&state)).await?;
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        patient: String,
+        encounter: Option<String>,
+    }
+    let b: Body = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("request body: {e}")))?;
+    let patient = b
+        .patient
+        .strip_prefix("Patient/")
+        .unwrap_or(&b.patient)
+        .to_string();
+    if patient.is_empty()
+        || patient.len() > 64
+        || !patient
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+    {
+        return Err(ApiError::BadRequest(
+            "patient must be a FHIR id or Patient/{id}".into(),
+        ));
+    }
+    let key = match headers.get("idempotency-key") {
+        Some(v) => v
+            .to_str()
+            .ok()
+            .filter(|k| !k.is_empty() && k.len() <= 200)
+            .ok_or_else(|| {
+                ApiError::BadRequest("Idempotency-Key must be 1 to 200 visible characters".into())
+            })?
+            .to_string(),
+        None => Uuid::new_v4().to_string(),
+    };
+    let outcome = crate::service::evaluate::run(
+        &state,
+        crate::service::evaluate::Request {
+            origin: crate::service::evaluate::Origin::Api,
+            key,
+            patient,
+            encounter: b
+                .encounter
+                .map(|e| e.strip_prefix("Encounter/").unwrap_or(&e).to_string()),
+            client,
+        },
+    )
+    .await?;
+    Ok(Json(
+        serde_json::to_value(outcome).map_err(ApiError::internal)?,
+    ))
 }
 
 async fn one(

@@ -30,6 +30,7 @@ use uuid::Uuid;
 use crate::service::auth::{authenticate, authenticate_any};
 use crate::service::config::EvaluationTime;
 use crate::service::error::ApiError;
+use crate::service::paging::PagePlan;
 use crate::service::state::AppState;
 use crate::service::store::{self, CallRecord, NewEvaluation, NewFeedback, Role, Stored};
 
@@ -187,17 +188,13 @@ async fn answer(
     }
     let sources = serde_json::to_value(&resolved.sources).map_err(ApiError::internal)?;
 
-    let evaluate = |rules: &RuleSet| -> (PatientSnapshot, Assessment, DateTime<Utc>) {
-        let now = match state.config.evaluation_time {
-            EvaluationTime::Call => call_time,
-            EvaluationTime::NewestBloodGas => {
-                let provisional = resolved.snapshot(rules, &patient, DateTime::<Utc>::MAX_UTC);
-                newest_pao2(rules, &provisional).unwrap_or(call_time)
-            }
-        };
-        let snapshot = resolved.snapshot(rules, &patient, now);
-        let assessment = lrt_engine::evaluate(rules, &snapshot, now);
-        (snapshot, assessment, now)
+    let evaluate = |rules: &RuleSet| {
+        evaluate_at(
+            state.config.evaluation_time,
+            rules,
+            call_time,
+            |rules, now| resolved.snapshot(rules, &patient, now),
+        )
     };
 
     let evaluation = evaluation_id(hook_instance, service.id);
@@ -250,11 +247,54 @@ async fn answer(
         }
         None => None,
     };
+    let page = state.pager.as_ref().and_then(|pager| {
+        PagePlan::new(
+            &pager.config,
+            &state.rules,
+            &assessment,
+            evaluation,
+            &patient,
+            request.fhir_server.as_ref().map(|u| u.as_str()),
+            request.context_str("encounterId"),
+            &state.dashboard,
+        )
+    });
     active.latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-    match store::store_evaluations(&state.pool, &active, shadow.as_ref()).await? {
-        Stored::New => Ok(response),
+    match store::store_evaluations(&state.pool, &active, shadow.as_ref(), page.as_ref()).await? {
+        Stored::New { page } => {
+            wake_dispatcher(state, page);
+            Ok(response)
+        }
         Stored::Existing(stored) => replay(stored, service, &patient),
     }
+}
+
+/// Wakes this process's dispatcher when a page was written.
+pub(crate) fn wake_dispatcher(state: &AppState, page: Option<Uuid>) {
+    if let (Some(pager), Some(_)) = (&state.pager, page) {
+        pager.wake.notify_one();
+    }
+}
+
+/// Evaluates under `rules`: the snapshot (from `build`) at the configured evaluation time, and
+/// its assessment. With `newest_blood_gas`, the time is the patient's newest PaO2 (found in a
+/// provisional snapshot with no time limit), else the call time.
+pub(crate) fn evaluate_at(
+    evaluation_time: EvaluationTime,
+    rules: &RuleSet,
+    call_time: DateTime<Utc>,
+    build: impl Fn(&RuleSet, DateTime<Utc>) -> PatientSnapshot,
+) -> (PatientSnapshot, Assessment, DateTime<Utc>) {
+    let now = match evaluation_time {
+        EvaluationTime::Call => call_time,
+        EvaluationTime::NewestBloodGas => {
+            let provisional = build(rules, DateTime::<Utc>::MAX_UTC);
+            newest_pao2(rules, &provisional).unwrap_or(call_time)
+        }
+    };
+    let snapshot = build(rules, now);
+    let assessment = lrt_engine::evaluate(rules, &snapshot, now);
+    (snapshot, assessment, now)
 }
 
 /// The stored answer of a hookInstance, if it was the same call.

@@ -1,10 +1,13 @@
 //! Routes grouped by resource: [`hooks`] (CDS Hooks discovery, calls and feedback), [`api`]
-//! (`/api/v1`: evaluations and rule sets for the quality dashboard), [`health`] (liveness,
+//! (`/api/v1`: evaluations and rule sets for the quality dashboard), [`pages`] (`/api/v1/pages`:
+//! the LRT consult pages), [`subscription`] (FHIR Subscription notifications), [`health`] (liveness,
 //! readiness, metrics, the OpenAPI document).
 
 pub mod api;
 pub mod health;
 pub mod hooks;
+pub mod pages;
+pub mod subscription;
 
 use super::error::ApiError;
 
@@ -23,6 +26,17 @@ pub fn route_label(path: &str) -> &'static str {
         (Some("api"), Some("v1"), Some("evaluations"), None) => "/api/v1/evaluations",
         (Some("api"), Some("v1"), Some("evaluations"), Some(_)) => "/api/v1/evaluations/{id}",
         (Some("api"), Some("v1"), Some("rulesets"), _) => "/api/v1/rulesets",
+        (Some("api"), Some("v1"), Some("pages"), None) => "/api/v1/pages",
+        (Some("api"), Some("v1"), Some("pages"), Some(_)) => {
+            match path.trim_matches('/').rsplit('/').next() {
+                Some("acknowledge") => "/api/v1/pages/{id}/acknowledge",
+                Some("retry") => "/api/v1/pages/{id}/retry",
+                _ => "/api/v1/pages/{id}",
+            }
+        }
+        (Some("fhir"), Some("subscription-notification"), None, _) => {
+            "/fhir/subscription-notification"
+        }
         (Some("health"), Some("live"), None, _) => "/health/live",
         (Some("health"), Some("ready"), None, _) => "/health/ready",
         (Some("metrics"), None, ..) => "/metrics",

@@ -1,0 +1,127 @@
+//! `/api/v1/pages`: the LRT consult pages with their delivery state and every attempt;
+//! acknowledge a page; put a dead-lettered page back in the outbox. Authenticated like the rest
+//! of `/api/v1` (a trusted issuer's JWT with `aud` = `{public_base_url}/api/v1`).
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::service::auth::authenticate;
+use crate::service::error::ApiError;
+use crate::service::paging::outbox;
+use crate::service::state::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/pages", get(list))
+        .route("/api/v1/pages/{id}", get(one))
+        .route("/api/v1/pages/{id}/acknowledge", post(acknowledge))
+        .route("/api/v1/pages/{id}/retry", post(retry))
+}
+
+fn audience(state: &AppState) -> String {
+    format!("{}/api/v1", state.config.base())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    patient: Option<String>,
+    state: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    authenticate(&state, &headers, &audience(&state)).await?;
+    let Query(q) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    if let Some(s) = &q.state
+        && !matches!(s.as_str(), "pending" | "delivered" | "dead")
+    {
+        return Err(ApiError::BadRequest(format!(
+            "state must be pending, delivered or dead, not {s:?}"
+        )));
+    }
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::BadRequest("limit must be 1 to 1000".into()));
+    }
+    let rows = outbox::pages(&state.pool, q.patient.as_deref(), q.state.as_deref(), limit).await?;
+    Ok(Json(json!({ "pages": rows })))
+}
+
+fn page_id(id: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(id).map_err(|_| ApiError::NotFound("no such page".into()))
+}
+
+async fn one(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    authenticate(&state, &headers, &audience(&state)).await?;
+    found(&state, page_id(&id)?).await
+}
+
+async fn found(state: &AppState, id: Uuid) -> Result<Json<Value>, ApiError> {
+    let page = outbox::page(&state.pool, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no such page".into()))?;
+    Ok(Json(
+        serde_json::to_value(page).map_err(ApiError::internal)?,
+    ))
+}
+
+/// Marks the page as acknowledged by the caller (the JWT's `sub`); idempotent.
+async fn acknowledge(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let client = authenticate(&state, &headers, &audience(&state)).await?;
+    let id = page_id(&id)?;
+    let by = client
+        .as_ref()
+        .and_then(|c| c.sub.as_deref().or(Some(c.iss.as_str())));
+    if !outbox::acknowledge(&state.pool, id, by).await? {
+        return Err(ApiError::NotFound("no such page".into()));
+    }
+    found(&state, id).await
+}
+
+/// Puts the page's dead-lettered deliveries back in the outbox, due now, with a new horizon.
+async fn retry(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    authenticate(&state, &headers, &audience(&state)).await?;
+    let id = page_id(&id)?;
+    let page = outbox::page(&state.pool, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("no such page".into()))?;
+    let horizon = state.pager.as_ref().map_or(Duration::from_secs(3600), |p| {
+        Duration::from_secs(p.config.horizon_s)
+    });
+    let revived = outbox::retry_dead(&state.pool, id, horizon).await?;
+    if revived == 0 {
+        return Err(ApiError::Conflict(format!(
+            "page {id} has no dead-lettered delivery (state {})",
+            page.state
+        )));
+    }
+    if let Some(pager) = &state.pager {
+        pager.wake.notify_one();
+    }
+    Ok(Json(json!({"page_id": id, "requeued_deliveries": revived})))
+}
