@@ -5,7 +5,9 @@
 
 pub mod cds_client;
 pub mod fhir_server;
+pub mod pager;
 pub mod service;
+pub mod synthetic;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
