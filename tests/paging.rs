@@ -141,12 +141,13 @@ async fn one_page_per_trigger_none_on_retry_none_inside_the_window_a_new_one_on_
             .contains("/api/v1/evaluations/")
     );
     // Nothing beyond the minimum to act: no values, no narrative.
-    let keys: Vec<&str> = page
+    let mut keys: Vec<&str> = page
         .as_object()
         .unwrap()
         .keys()
         .map(String::as_str)
         .collect();
+    keys.sort_unstable();
     assert_eq!(
         keys,
         [
@@ -303,7 +304,7 @@ async fn the_fhir_channel_writes_one_communication_request_per_page() {
             token_file: None,
             token_env: None,
             recipient: Some("Group/lrt-on-call".into()),
-            timeout_ms: 5_000,
+            timeout_ms: 3_000,
         });
     })
     .await;

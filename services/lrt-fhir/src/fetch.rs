@@ -37,14 +37,35 @@ impl Fetched {
     }
 }
 
-/// Reads `Patient/{patient}` and runs every search of the plan concurrently.
+/// Reads `Patient/{patient}` and runs every search of the plan at `now` concurrently.
 pub async fn fetch_patient(
     client: &FhirClient,
     rules: &RuleSet,
     patient: &str,
     now: DateTime<Utc>,
 ) -> Result<Fetched, FhirError> {
-    let searches = patient_searches(rules, patient, now);
+    fetch_searches(client, patient, patient_searches(rules, patient, now)).await
+}
+
+/// As [`fetch_patient`], without the date window: for data sets whose evaluation time is only
+/// known from the data (date-shifted research data evaluated at the newest blood gas).
+pub async fn fetch_patient_unwindowed(
+    client: &FhirClient,
+    rules: &RuleSet,
+    patient: &str,
+) -> Result<Fetched, FhirError> {
+    let mut searches = patient_searches(rules, patient, DateTime::<Utc>::UNIX_EPOCH);
+    for s in &mut searches {
+        s.params.retain(|(k, _)| k != "date");
+    }
+    fetch_searches(client, patient, searches).await
+}
+
+async fn fetch_searches(
+    client: &FhirClient,
+    patient: &str,
+    searches: Vec<Search>,
+) -> Result<Fetched, FhirError> {
     let read = client.read("Patient", patient);
     let runs = futures_join(client, &searches);
     let (patient_payload, results) = tokio::join!(read, runs);

@@ -27,5 +27,5 @@ pub mod time;
 
 pub use bundle::{Payload, PayloadError, parse};
 pub use client::{ClientConfig, FhirClient, FhirError};
-pub use fetch::{Fetched, fetch_patient};
+pub use fetch::{Fetched, fetch_patient, fetch_patient_unwindowed};
 pub use mapping::{Collected, MapOptions, Searched, build_snapshot};

@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use super::config::EvaluationTime;
 use super::error::ApiError;
 use super::paging::PagePlan;
 use super::routes::hooks::{evaluate_at, wake_dispatcher};
@@ -82,16 +83,22 @@ pub async fn run(state: &AppState, req: Request) -> Result<Outcome, ApiError> {
         return Ok(replayed(stored));
     }
     let call_time = Utc::now();
-    let fetched = lrt_fhir::fetch_patient(&ehr.client, &state.rules, &req.patient, call_time)
-        .await
-        .map_err(|e| {
-            if e.status() == Some(404) {
-                ApiError::NotFound(format!("Patient/{} not found on the EHR", req.patient))
-            } else {
-                tracing::warn!(error = %e, "EHR fetch failed");
-                ApiError::Unavailable("the EHR's FHIR server could not be read".into())
-            }
-        })?;
+    let fetched = match state.config.evaluation_time {
+        EvaluationTime::Call => {
+            lrt_fhir::fetch_patient(&ehr.client, &state.rules, &req.patient, call_time).await
+        }
+        EvaluationTime::NewestBloodGas => {
+            lrt_fhir::fetch_patient_unwindowed(&ehr.client, &state.rules, &req.patient).await
+        }
+    }
+    .map_err(|e| {
+        if e.status() == Some(404) {
+            ApiError::NotFound(format!("Patient/{} not found on the EHR", req.patient))
+        } else {
+            tracing::warn!(error = %e, "EHR fetch failed");
+            ApiError::Unavailable("the EHR's FHIR server could not be read".into())
+        }
+    })?;
     let evaluate = |rules: &RuleSet| {
         evaluate_at(
             state.config.evaluation_time,

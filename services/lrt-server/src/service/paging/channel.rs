@@ -21,17 +21,15 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 
 use super::{Channel, FhirChannelConfig, PagingConfig, WebhookConfig};
+use crate::service::state::read_secret;
 
 /// Why a channel could not be set up (at start).
 #[derive(Debug, thiserror::Error)]
 pub enum ChannelSetupError {
     #[error("paging.webhook: no HMAC secret: set {0} or secret_file")]
     NoSecret(String),
-    #[error("paging: cannot read {path}: {source}")]
-    SecretFile {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("paging: {0}")]
+    Secret(String),
     #[error("paging.fhir.base: {0}")]
     Fhir(String),
     #[error("paging.webhook: {0}")]
@@ -80,24 +78,6 @@ pub struct Channels {
     fhir: Option<FhirChannel>,
 }
 
-fn secret(
-    file: Option<&std::path::Path>,
-    env: Option<&str>,
-    default_env: &str,
-) -> Result<Option<String>, ChannelSetupError> {
-    if let Some(path) = file {
-        return std::fs::read_to_string(path)
-            .map(|s| Some(s.trim_end().to_string()))
-            .map_err(|source| ChannelSetupError::SecretFile {
-                path: path.display().to_string(),
-                source,
-            });
-    }
-    Ok(std::env::var(env.unwrap_or(default_env))
-        .ok()
-        .filter(|s| !s.is_empty()))
-}
-
 impl Channels {
     pub fn new(config: &PagingConfig) -> Result<Channels, ChannelSetupError> {
         let webhook = config.webhook.as_ref().map(webhook).transpose()?;
@@ -125,11 +105,12 @@ fn webhook(c: &WebhookConfig) -> Result<Webhook, ChannelSetupError> {
         .secret_env
         .as_deref()
         .unwrap_or("LRT_PAGER_WEBHOOK_SECRET");
-    let secret = secret(
+    let secret = read_secret(
         c.secret_file.as_deref(),
         c.secret_env.as_deref(),
         "LRT_PAGER_WEBHOOK_SECRET",
-    )?
+    )
+    .map_err(ChannelSetupError::Secret)?
     .ok_or_else(|| ChannelSetupError::NoSecret(env.to_string()))?;
     lrt_fhir::client::install_crypto_provider();
     let http = reqwest::Client::builder()
@@ -146,11 +127,12 @@ fn webhook(c: &WebhookConfig) -> Result<Webhook, ChannelSetupError> {
 }
 
 fn fhir(c: &FhirChannelConfig) -> Result<FhirChannel, ChannelSetupError> {
-    let token = secret(
+    let token = read_secret(
         c.token_file.as_deref(),
         c.token_env.as_deref(),
         "LRT_PAGER_FHIR_TOKEN",
-    )?;
+    )
+    .map_err(ChannelSetupError::Secret)?;
     let client = FhirClient::new(
         &c.base,
         token,

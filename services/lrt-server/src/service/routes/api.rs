@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use crate::service::auth::authenticate;
 use crate::service::error::ApiError;
+use crate::service::routes::{api_audience, list_limit};
 use crate::service::state::AppState;
 use crate::service::store;
 
@@ -23,10 +24,6 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/evaluations", get(list).post(create))
         .route("/api/v1/evaluations/{id}", get(one))
         .route("/api/v1/rulesets", get(rulesets))
-}
-
-fn audience(state: &AppState) -> String {
-    format!("{}/api/v1", state.config.base())
 }
 
 #[derive(Debug, Deserialize)]
@@ -42,7 +39,7 @@ async fn list(
     headers: HeaderMap,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    authenticate(&state, &headers, &audience(&state)).await?;
+    authenticate(&state, &headers, &api_audience(&state)).await?;
     let Query(q) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     if let Some(role) = &q.role
         && role != "active"
@@ -52,10 +49,7 @@ async fn list(
             "role must be active or shadow, not {role:?}"
         )));
     }
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::BadRequest("limit must be 1 to 1000".into()));
-    }
+    let limit = list_limit(q.limit)?;
     let rows =
         store::evaluations(&state.pool, q.patient.as_deref(), q.role.as_deref(), limit).await?;
     Ok(Json(json!({ "evaluations": rows })))
@@ -69,7 +63,7 @@ async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let client = authenticate(&state, &headers, &audience(&state)).await?;
+    let client = authenticate(&state, &headers, &api_audience(&state)).await?;
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Body {
@@ -127,7 +121,7 @@ async fn one(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    authenticate(&state, &headers, &audience(&state)).await?;
+    authenticate(&state, &headers, &api_audience(&state)).await?;
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound("no such evaluation".into()))?;
     let (row, snapshot, assessment, response) = store::evaluation(&state.pool, id)
         .await?
@@ -145,7 +139,7 @@ async fn rulesets(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    authenticate(&state, &headers, &audience(&state)).await?;
+    authenticate(&state, &headers, &api_audience(&state)).await?;
     let describe = |r: &lrt_engine::RuleSet| json!({"label": r.label(), "sha256": r.sha256});
     Ok(Json(json!({
         "active": describe(&state.rules),

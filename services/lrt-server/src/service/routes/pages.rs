@@ -16,6 +16,7 @@ use uuid::Uuid;
 use crate::service::auth::authenticate;
 use crate::service::error::ApiError;
 use crate::service::paging::outbox;
+use crate::service::routes::{api_audience, list_limit};
 use crate::service::state::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -24,10 +25,6 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/pages/{id}", get(one))
         .route("/api/v1/pages/{id}/acknowledge", post(acknowledge))
         .route("/api/v1/pages/{id}/retry", post(retry))
-}
-
-fn audience(state: &AppState) -> String {
-    format!("{}/api/v1", state.config.base())
 }
 
 #[derive(Debug, Deserialize)]
@@ -43,7 +40,7 @@ async fn list(
     headers: HeaderMap,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    authenticate(&state, &headers, &audience(&state)).await?;
+    authenticate(&state, &headers, &api_audience(&state)).await?;
     let Query(q) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     if let Some(s) = &q.state
         && !matches!(s.as_str(), "pending" | "delivered" | "dead")
@@ -52,10 +49,7 @@ async fn list(
             "state must be pending, delivered or dead, not {s:?}"
         )));
     }
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::BadRequest("limit must be 1 to 1000".into()));
-    }
+    let limit = list_limit(q.limit)?;
     let rows = outbox::pages(&state.pool, q.patient.as_deref(), q.state.as_deref(), limit).await?;
     Ok(Json(json!({ "pages": rows })))
 }
@@ -69,7 +63,7 @@ async fn one(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    authenticate(&state, &headers, &audience(&state)).await?;
+    authenticate(&state, &headers, &api_audience(&state)).await?;
     found(&state, page_id(&id)?).await
 }
 
@@ -88,7 +82,7 @@ async fn acknowledge(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let client = authenticate(&state, &headers, &audience(&state)).await?;
+    let client = authenticate(&state, &headers, &api_audience(&state)).await?;
     let id = page_id(&id)?;
     let by = client
         .as_ref()
@@ -105,7 +99,7 @@ async fn retry(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    authenticate(&state, &headers, &audience(&state)).await?;
+    authenticate(&state, &headers, &api_audience(&state)).await?;
     let id = page_id(&id)?;
     let page = outbox::page(&state.pool, id)
         .await?
