@@ -33,7 +33,7 @@ impl TestDb {
                 panic!("PostgreSQL for the tests ({admin}): {e} (run `make tools`)")
             });
         // `name` is made here of a fixed prefix and a UUID: no injection possible.
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        sqlx::query(&format!("CREATE DATABASE {name}"))
             .execute(&mut conn)
             .await
             .expect("CREATE DATABASE");
@@ -57,11 +57,9 @@ impl Drop for TestDb {
                 .expect("a runtime");
             rt.block_on(async move {
                 if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url()).await {
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                    )))
-                    .execute(&mut conn)
-                    .await;
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut conn)
+                        .await;
                 }
             });
         })

@@ -262,7 +262,7 @@ pub async fn pages(
          GROUP BY p.id) x WHERE ($2::text IS NULL OR x.state = $2) \
          ORDER BY x.created_at DESC, x.id LIMIT $3"
     );
-    sqlx::query_as::<_, PageRow>(sqlx::AssertSqlSafe(sql))
+    sqlx::query_as::<_, PageRow>(&sql)
         .bind(patient)
         .bind(state)
         .bind(limit)
@@ -272,7 +272,7 @@ pub async fn pages(
 
 pub async fn page(pool: &PgPool, id: Uuid) -> Result<Option<PageRow>, sqlx::Error> {
     let sql = format!("{PAGE_SELECT} WHERE p.id = $1 GROUP BY p.id");
-    sqlx::query_as::<_, PageRow>(sqlx::AssertSqlSafe(sql))
+    sqlx::query_as::<_, PageRow>(&sql)
         .bind(id)
         .fetch_optional(pool)
         .await
