@@ -103,8 +103,9 @@ async fn three_replicas_deliver_every_page_even_when_one_is_killed_mid_dispatch(
     lrt_fhir::client::install_crypto_provider();
     let db = TestDb::create().await;
     let receiver = PagerReceiver::start(SECRET).await;
-    // Slow answers keep deliveries in flight, so the kill lands mid-dispatch.
-    receiver.delay(Duration::from_millis(300));
+    // Slow answers (1 s each, 48 at a time over the three replicas) build a backlog during the
+    // first half of the calls, so replica 1 certainly holds claims when it is killed.
+    receiver.delay(Duration::from_millis(1000));
     let dir = tempfile::tempdir().unwrap();
     let mut replicas: Vec<Replica> = (0..3)
         .map(|n| start_replica(n, dir.path(), &db.url, &receiver.url))
@@ -163,7 +164,7 @@ async fn three_replicas_deliver_every_page_even_when_one_is_killed_mid_dispatch(
     };
     send(0..PAGES / 2, bases.clone()).await;
     let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
-    // Kill replica 1 while it holds claims (its deliveries wait 300 ms on the receiver).
+    // Kill replica 1 while it holds claims (its deliveries wait on the slow receiver).
     let holding = eventually(Duration::from_secs(10), || {
         let pool = pool.clone();
         async move {
@@ -181,6 +182,7 @@ async fn three_replicas_deliver_every_page_even_when_one_is_killed_mid_dispatch(
     assert!(holding, "replica 1 never held a claim");
     replicas[1].child.kill().expect("SIGKILL");
     let _ = replicas[1].child.wait();
+    receiver.delay(Duration::from_millis(100));
     let killed_holding: Vec<uuid::Uuid> = sqlx::query_scalar(
         "SELECT id FROM page_delivery WHERE claimed_by = 'replica-1' AND state = 'pending'",
     )

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::service::auth::authenticate;
 use crate::service::error::ApiError;
-use crate::service::routes::{api_audience, list_limit};
+use crate::service::routes::{api_audience, list_limit, one_of};
 use crate::service::state::AppState;
 use crate::service::store;
 
@@ -41,14 +41,7 @@ async fn list(
 ) -> Result<Json<Value>, ApiError> {
     authenticate(&state, &headers, &api_audience(&state)).await?;
     let Query(q) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    if let Some(role) = &q.role
-        && role != "active"
-        && role != "shadow"
-    {
-        return Err(ApiError::BadRequest(format!(
-            "role must be active or shadow, not {role:?}"
-        )));
-    }
+    one_of("role", q.role.as_deref(), &["active", "shadow"])?;
     let limit = list_limit(q.limit)?;
     let rows =
         store::evaluations(&state.pool, q.patient.as_deref(), q.role.as_deref(), limit).await?;

@@ -26,6 +26,17 @@ pub fn list_limit(limit: Option<i64>) -> Result<i64, ApiError> {
     }
 }
 
+/// A query parameter that must be one of `allowed` when given.
+pub fn one_of(name: &str, value: Option<&str>, allowed: &[&str]) -> Result<(), ApiError> {
+    match value {
+        Some(v) if !allowed.contains(&v) => Err(ApiError::BadRequest(format!(
+            "{name} must be one of {}, not {v:?}",
+            allowed.join(", ")
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Any other path: 404 with an OperationOutcome.
 pub async fn not_found() -> ApiError {
     ApiError::NotFound("no such route".into())

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::service::auth::authenticate;
 use crate::service::error::ApiError;
 use crate::service::paging::outbox;
-use crate::service::routes::{api_audience, list_limit};
+use crate::service::routes::{api_audience, list_limit, one_of};
 use crate::service::state::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -42,13 +42,11 @@ async fn list(
 ) -> Result<Json<Value>, ApiError> {
     authenticate(&state, &headers, &api_audience(&state)).await?;
     let Query(q) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    if let Some(s) = &q.state
-        && !matches!(s.as_str(), "pending" | "delivered" | "dead")
-    {
-        return Err(ApiError::BadRequest(format!(
-            "state must be pending, delivered or dead, not {s:?}"
-        )));
-    }
+    one_of(
+        "state",
+        q.state.as_deref(),
+        &["pending", "delivered", "dead"],
+    )?;
     let limit = list_limit(q.limit)?;
     let rows = outbox::pages(&state.pool, q.patient.as_deref(), q.state.as_deref(), limit).await?;
     Ok(Json(json!({ "pages": rows })))
