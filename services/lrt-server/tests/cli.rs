@@ -381,3 +381,40 @@ fn bundle_errors_exit_2_naming_the_file() {
         stderr(&out)
     );
 }
+
+/// `LRT_*` variables override the configuration file, top-level and nested keys alike (the
+/// variables are upper case, the keys lower case).
+#[test]
+fn environment_variables_override_the_configuration_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("lrt.toml");
+    std::fs::write(
+        &config,
+        "listen = \"127.0.0.1:0\"\ninsecure_no_auth = true\ndatabase_url = \"postgres://x@127.0.0.1:1/x\"\n",
+    )
+    .unwrap();
+    let serve = |vars: &[(&str, &str)]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_lrt"));
+        c.args(["serve", "--config"]).arg(&config);
+        for (k, v) in vars {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    let o = serve(&[("LRT_LIMITS__BODY_BYTES", "0")]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("limits must be positive"),
+        "{}",
+        stderr(&o)
+    );
+    let o = serve(&[("LRT_LISTEN", "0.0.0.0:0")]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("insecure_no_auth is only allowed on a loopback"),
+        "{}",
+        stderr(&o)
+    );
+    let o = serve(&[("LRT_PAGING__WEBHOOK__URL", "ftp://pager")]);
+    assert!(stderr(&o).contains("paging"), "{}", stderr(&o));
+}

@@ -202,7 +202,11 @@ impl Config {
         figment = figment.merge(
             Env::prefixed("LRT_")
                 .split("__")
-                .filter(|key| KEYS.contains(&key.as_str().split('.').next().unwrap_or(""))),
+                // The key keeps the variable's case (`LISTEN`, `LIMITS.BODY_BYTES`).
+                .filter(|key| {
+                    let top = key.as_str().split('.').next().unwrap_or("");
+                    KEYS.iter().any(|k| k.eq_ignore_ascii_case(top))
+                }),
         );
         let mut config: Config = figment.extract().map_err(Box::new)?;
         if config.database_url.is_none() {
