@@ -151,13 +151,18 @@ fn fhir(c: &FhirChannelConfig) -> Result<FhirChannel, ChannelSetupError> {
     })
 }
 
-/// `sha256=<hex>` of HMAC-SHA256(secret, "<timestamp>.<body>").
-pub fn signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
+/// HMAC-SHA256(secret, "<timestamp>.<body>").
+fn mac(secret: &[u8], timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes a key of any length");
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
-    let bytes = mac.finalize().into_bytes();
+    mac
+}
+
+/// `sha256=<hex>` of HMAC-SHA256(secret, "<timestamp>.<body>").
+pub fn signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
+    let bytes = mac(secret, timestamp, body).finalize().into_bytes();
     let mut hex = String::with_capacity(7 + bytes.len() * 2);
     hex.push_str("sha256=");
     for b in bytes {
@@ -181,11 +186,7 @@ pub fn verify_signature(secret: &[u8], timestamp: i64, body: &[u8], header: &str
     else {
         return false;
     };
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes a key of any length");
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    mac.verify_slice(&bytes).is_ok()
+    mac(secret, timestamp, body).verify_slice(&bytes).is_ok()
 }
 
 impl Webhook {

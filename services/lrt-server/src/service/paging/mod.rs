@@ -326,14 +326,18 @@ impl PagePlan {
             .filter(|t| new_reasons.iter().any(|r| **r == *t.code))
             .max_by_key(|t| urgency_rank(t.urgency))
             .or_else(|| self.triggers.first());
-        let mut p = json!({
-            "idempotency_key": self.page_id,
-            "page_id": self.page_id,
-            "created_at": created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            "urgency": self.urgency.name(),
-            "reason": primary.map(|t| json!({"code": t.code, "display": t.display})),
-        });
-        let map = p.as_object_mut().expect("an object");
+        let mut map = serde_json::Map::new();
+        map.insert("idempotency_key".into(), json!(self.page_id));
+        map.insert("page_id".into(), json!(self.page_id));
+        map.insert(
+            "created_at".into(),
+            json!(created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+        );
+        map.insert("urgency".into(), json!(self.urgency.name()));
+        map.insert(
+            "reason".into(),
+            json!(primary.map(|t| json!({"code": t.code, "display": t.display}))),
+        );
         for field in &self.fields {
             match field {
                 PayloadField::Patient => {
@@ -373,7 +377,7 @@ impl PagePlan {
                 }
             }
         }
-        p
+        Value::Object(map)
     }
 }
 
