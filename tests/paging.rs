@@ -474,20 +474,13 @@ async fn post_api_evaluations_reads_the_ehr_and_an_idempotency_key_makes_it_safe
     assert_eq!(receiver.received()[0].body["urgency"], "emergent");
 
     // An unknown patient: 404; a malformed body: 400.
-    let res = app
-        .http
-        .post(app.url("/api/v1/evaluations"))
-        .body(json!({"patient": "Patient/no-such-patient"}).to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::NOT_FOUND);
-    let res = app
-        .http
-        .post(app.url("/api/v1/evaluations"))
-        .body(json!({"patient": "../x"}).to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let (status, _) = post(
+        &app,
+        "/api/v1/evaluations",
+        &json!({"patient": "Patient/no-such-patient"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = post(&app, "/api/v1/evaluations", &json!({"patient": "../x"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
 }
