@@ -6,9 +6,13 @@ CARGO ?= cargo
 LRT = $(CARGO) run -q -p lrt-server --bin lrt --
 
 # The real FHIR server of the end-to-end tests and the demo: Helios FHIR Server (crates.io
-# helios-hfs, MIT), built lean (R4 + SQLite only) into target/tools, once per target dir.
+# helios-hfs, MIT), built lean (R4 + SQLite only) once per machine into a cache outside the
+# clone, keyed by tool and version (a fresh clone, as CI makes, reuses it).
 HFS_VERSION = 0.2.7
-HFS = target/tools/bin/hfs
+LRT_TOOLS_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/lrt-cds/tools
+HFS_ROOT = $(LRT_TOOLS_CACHE)/helios-hfs-$(HFS_VERSION)
+HFS = $(HFS_ROOT)/bin/hfs
+export LRT_HFS_BIN ?= $(abspath $(HFS))
 
 .PHONY: demo test setup tools lint unit rules bench load timings
 
@@ -33,10 +37,12 @@ tools: $(HFS)
 	@deploy/dev/ensure-postgres.sh
 
 $(HFS):
-	@echo "Installing Helios FHIR Server $(HFS_VERSION) into target/tools (once; about 25 min on 2 cores)..."
+	@echo "Installing Helios FHIR Server $(HFS_VERSION) into $(HFS_ROOT) (once per machine; about 25 min on 2 cores)..."
+	rm -rf $(HFS_ROOT).partial
 	$(CARGO) install helios-hfs --version $(HFS_VERSION) --no-default-features --features R4,sqlite \
-		--locked --root target/tools --target-dir target/hfs-build
-	rm -rf target/hfs-build
+		--locked --root $(HFS_ROOT).partial --target-dir $(LRT_TOOLS_CACHE)/build-hfs
+	rm -rf $(LRT_TOOLS_CACHE)/build-hfs $(HFS_ROOT)
+	mv $(HFS_ROOT).partial $(HFS_ROOT)
 
 unit: tools
 	$(CARGO) test --workspace --locked

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use lrt_auth::{AuthConfig, TrustedIssuer};
 use lrt_e2e::cds_client::{CdsClient, JwksServer};
@@ -930,4 +931,75 @@ async fn tenants_outside_the_issuers_allow_list_are_rejected() {
             .await
             .unwrap();
     assert_eq!(tenant.as_deref(), Some("hospital-a"));
+}
+
+/// Issue 8: an unknown member holding an array and empty arrays in any prefetched resource
+/// once hung the request forever (fhirbolt's lenient mode) or panicked; two such calls took
+/// the whole service down. Now they are read (the members ignored) and answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_prefetch_is_answered_and_the_service_stays_up() {
+    let s = setup().await;
+    for _ in 0..2 {
+        let mut r = mimic_request("mimic-10037975");
+        r["prefetch"]["Patient"]["fooArr"] = json!([1, 2]);
+        r["prefetch"]["Patient"]["name"] = json!([]);
+        r["prefetch"]["Patient"]["extension"] = json!([]);
+        let entries = r["prefetch"]["Observation"]["entry"]
+            .as_array_mut()
+            .unwrap();
+        entries[0]["resource"]["code"]["coding"] = json!([]);
+        entries[0]["resource"]["vendorArr"] = json!([[1], {"a": []}]);
+        let call = s.post(PV, &r);
+        let (status, body) = tokio::time::timeout(Duration::from_secs(30), call)
+            .await
+            .expect("the call is answered (no hang)");
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let live = s
+        .app
+        .http
+        .get(s.app.url("/health/live"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), StatusCode::OK);
+}
+
+/// Issue 8: the configured body limit (8 MiB by default) is the real one, and every error
+/// status a layer or axum answers (413, 405, 404) carries an OperationOutcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_limits_and_bare_errors_answer_an_operation_outcome() {
+    let s = setup().await;
+    // 3 MB: above axum's own default of 2 MiB, under the configured 8 MiB.
+    let mut r = mimic_request("mimic-10037975");
+    r["prefetch"]["Patient"]["vendorNote"] = json!("x".repeat(3_000_000));
+    let (status, body) = s.post(PV, &r).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // 9 MiB: refused with an OperationOutcome.
+    let mut r = mimic_request("mimic-10037975");
+    r["prefetch"]["Patient"]["vendorNote"] = json!("x".repeat(9 * 1024 * 1024));
+    let (status, body) = s.post(PV, &r).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        outcome_text(&body).contains("larger than allowed"),
+        "{body}"
+    );
+    // A method the route does not have.
+    let res = s.app.http.get(s.app.url(PV)).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        res.headers()["content-type"].to_str().unwrap(),
+        "application/fhir+json"
+    );
+    outcome_text(&res.json().await.unwrap());
+    // An unknown route.
+    let res = s
+        .app
+        .http
+        .get(s.app.url("/nothing/here"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    outcome_text(&res.json().await.unwrap());
 }

@@ -1,41 +1,14 @@
 //! FHIR JSON payloads: a Bundle (searchset, collection, transaction...), a single resource, or an
 //! OperationOutcome.
 //!
-//! The Bundle shell (entries, `link[next]`, `total`) is read with serde; each entry's resource is
-//! then read on its own through [`crate::read`], so that one bad resource is reported and skipped
+//! The Bundle shell (entries, `link[next]`, `total`) is read from the parsed JSON; each entry's
+//! resource is then read on its own through [`crate::read`], so that one bad resource is reported and skipped
 //! instead of losing the whole Bundle (and fhirbolt's direct `Bundle` deserialisation, which fails
 //! on some valid Bundles, is never used).
 
-use serde::Deserialize;
-use serde_json::value::RawValue;
+use serde_json::Value;
 
-use crate::read::{Record, read};
-
-#[derive(Deserialize)]
-struct Shell<'a> {
-    #[serde(rename = "resourceType")]
-    resource_type: Option<String>,
-    #[serde(default)]
-    total: Option<u64>,
-    #[serde(default)]
-    link: Vec<Link>,
-    #[serde(default, borrow)]
-    entry: Vec<Entry<'a>>,
-}
-
-#[derive(Deserialize)]
-struct Link {
-    relation: Option<String>,
-    url: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Entry<'a> {
-    #[serde(rename = "fullUrl")]
-    full_url: Option<String>,
-    #[serde(borrow)]
-    resource: Option<&'a RawValue>,
-}
+use crate::read::{Record, read_value};
 
 /// A resource read from a payload, with the entry's `fullUrl` (for `urn:uuid` references).
 #[derive(Debug, Clone, PartialEq)]
@@ -66,29 +39,60 @@ pub enum PayloadError {
     NotAResource,
     #[error("unreadable {0}")]
     Unreadable(String),
+    #[error("not a FHIR Bundle: {0}")]
+    Malformed(String),
 }
 
-/// Reads a Bundle or a single resource.
+/// Reads a Bundle or a single resource from JSON text.
 pub fn parse(json: &str) -> Result<Payload, PayloadError> {
-    let shell: Shell =
+    let value: Value =
         serde_json::from_str(json).map_err(|e| PayloadError::NotJson(e.to_string()))?;
-    match shell.resource_type.as_deref() {
+    parse_value(&value)
+}
+
+/// Reads a Bundle or a single resource already parsed (a CDS Hooks prefetch value).
+pub fn parse_value(value: &Value) -> Result<Payload, PayloadError> {
+    let Some(obj) = value.as_object() else {
+        return Err(PayloadError::NotAResource);
+    };
+    match obj.get("resourceType").and_then(Value::as_str) {
         None => Err(PayloadError::NotAResource),
         Some("Bundle") => {
             let mut payload = Payload {
-                total: shell.total,
-                next: shell
-                    .link
+                total: obj.get("total").and_then(Value::as_u64),
+                next: obj
+                    .get("link")
+                    .and_then(Value::as_array)
                     .into_iter()
-                    .find(|l| l.relation.as_deref() == Some("next"))
-                    .and_then(|l| l.url),
+                    .flatten()
+                    .find(|l| l.get("relation").and_then(Value::as_str) == Some("next"))
+                    .and_then(|l| l.get("url"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
                 ..Payload::default()
             };
-            for e in shell.entry {
-                let Some(raw) = e.resource else { continue };
-                match read(raw.get()) {
+            let entries = match obj.get("entry") {
+                None | Some(Value::Null) => &Vec::new(),
+                Some(Value::Array(entries)) => entries,
+                Some(_) => {
+                    return Err(PayloadError::Malformed(
+                        "Bundle.entry must be an array".into(),
+                    ));
+                }
+            };
+            for (i, e) in entries.iter().enumerate() {
+                if !e.is_object() {
+                    payload
+                        .warnings
+                        .push(format!("unreadable:Bundle.entry[{i}]"));
+                    continue;
+                }
+                let Some(resource) = e.get("resource").filter(|r| !r.is_null()) else {
+                    continue;
+                };
+                match read_value(resource) {
                     Ok(record) => payload.resources.push(Read {
-                        full_url: e.full_url,
+                        full_url: e.get("fullUrl").and_then(Value::as_str).map(str::to_string),
                         record,
                     }),
                     Err(u) => payload.warnings.push(format!("unreadable:{}", u.resource)),
@@ -96,7 +100,7 @@ pub fn parse(json: &str) -> Result<Payload, PayloadError> {
             }
             Ok(payload)
         }
-        Some(_) => match read(json) {
+        Some(_) => match read_value(value) {
             Ok(Record::OperationOutcome(issues)) => Ok(Payload {
                 outcome: Some(issues),
                 ..Payload::default()

@@ -20,12 +20,25 @@ pub mod bundle;
 pub mod client;
 pub mod fetch;
 pub mod mapping;
+pub mod project;
 pub mod read;
 pub mod search;
 pub mod subscription;
 pub mod time;
 
-pub use bundle::{Payload, PayloadError, parse};
+pub use bundle::{Payload, PayloadError, parse, parse_value};
 pub use client::{ClientConfig, FhirClient, FhirError};
 pub use fetch::{Fetched, fetch_patient, fetch_patient_unwindowed};
 pub use mapping::{Collected, MapOptions, Searched, build_snapshot};
+
+/// Runs CPU-bound reading (a large payload's JSON and FHIR parse) without holding up the async
+/// runtime: on a multi-threaded Tokio runtime the worker hands its other tasks over first
+/// (`block_in_place`); elsewhere (a current-thread runtime, no runtime) it runs inline.
+pub fn cpu_bound<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}

@@ -1,9 +1,10 @@
 //! The fhirbolt boundary: one FHIR R4 resource (JSON) in, one [`Record`] out.
 //!
-//! Resources are read one by one through fhirbolt's `Resource` enum in **compatibility** mode:
-//! unknown fields and vendor extensions are ignored, but a resource that breaks the R4 model
-//! (a required field missing, a value of the wrong type) is refused, and the caller reports it as
-//! a data-quality warning with its id (`unreadable:Observation/o1`). Nothing outside this module
+//! Resources are read one by one: [`crate::project`] keeps the members the snapshot reads
+//! (unknown fields, extensions and vendor additions are dropped unread) and fhirbolt reads that
+//! through its `Resource` enum in **strict** mode. A resource that breaks the R4 model (a
+//! required field missing, a value of the wrong type) is refused, and the caller reports it as a
+//! data-quality warning with its id (`unreadable:Observation/o1`). Nothing outside this module
 //! sees a fhirbolt type; the records below hold only what the snapshot needs, as text, so that
 //! precision decisions (dates, decimals) are taken explicitly by the mapping.
 
@@ -15,6 +16,8 @@ use fhirbolt::model::r4::resources::{
 };
 use fhirbolt::model::r4::types::{CodeableConcept, Period, Quantity, Reference};
 use fhirbolt::serde::{DeserializationConfig, DeserializationMode};
+
+use crate::project;
 
 /// A code as `(system, code)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,27 +161,50 @@ pub struct Unreadable {
 const UCUM: &str = "http://unitsofmeasure.org";
 
 fn config() -> Option<DeserializationConfig> {
+    // Strict: after [`crate::project`] no member is unknown, so strict mode proves the
+    // projection's tables against fhirbolt's R4 model on every read.
     Some(DeserializationConfig {
-        mode: DeserializationMode::Compatibility,
+        mode: DeserializationMode::Strict,
     })
 }
 
 /// Reads one resource from its JSON text.
 pub fn read(json: &str) -> Result<Record, Unreadable> {
-    let resource: Resource = fhirbolt::json::from_str(json, config()).map_err(|e| Unreadable {
-        resource: describe_unreadable(json),
-        reason: e.to_string(),
+    let value: serde_json::Value = serde_json::from_str(json).map_err(|e| Unreadable {
+        resource: "resource".into(),
+        reason: format!("not JSON: {e}"),
     })?;
+    read_value(&value)
+}
+
+/// Reads one resource from parsed JSON: the members the snapshot needs are projected
+/// ([`crate::project`]) and only they are given to fhirbolt. A resource type the snapshot does
+/// not read is [`Record::Other`], unparsed.
+pub fn read_value(value: &serde_json::Value) -> Result<Record, Unreadable> {
+    let rt = value
+        .get("resourceType")
+        .and_then(serde_json::Value::as_str);
+    let Some(rt) = rt.filter(|rt| project::is_read(rt)) else {
+        return match rt {
+            Some(rt) => Ok(Record::Other(resource_type_name(rt))),
+            None => Err(Unreadable {
+                resource: "resource".into(),
+                reason: "not a FHIR resource (no resourceType)".into(),
+            }),
+        };
+    };
+    let unreadable = |reason: String| Unreadable {
+        resource: describe(rt, value),
+        reason,
+    };
+    let projected = project::project(value).map_err(|e| unreadable(e.to_string()))?;
+    let resource: Resource = fhirbolt::json::from_json_value(projected, config())
+        .map_err(|e| unreadable(e.to_string()))?;
     Ok(record(resource))
 }
 
-/// `Observation/o1` from a resource that failed to parse (best effort, for the warning).
-fn describe_unreadable(json: &str) -> String {
-    let v: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
-    let rt = v
-        .get("resourceType")
-        .and_then(|x| x.as_str())
-        .unwrap_or("resource");
+/// `Observation/o1` for the warning about a resource that could not be read.
+fn describe(rt: &str, v: &serde_json::Value) -> String {
     match v.get("id").and_then(|x| x.as_str()) {
         Some(id) => format!("{rt}/{id}"),
         None => rt.to_string(),
@@ -413,7 +439,7 @@ fn record(resource: Resource) -> Record {
                 })
                 .collect(),
         ),
-        other => Record::Other(resource_type_name(&other)),
+        _ => Record::Other("other resource"),
     }
 }
 
@@ -438,15 +464,23 @@ fn contained_codes(contained: &[Resource], r: &Reference) -> Vec<Coding> {
         .unwrap_or_default()
 }
 
-fn resource_type_name(r: &Resource) -> &'static str {
-    match r {
-        Resource::Bundle(_) => "Bundle",
-        Resource::Encounter(_) => "Encounter",
-        Resource::Practitioner(_) => "Practitioner",
-        Resource::DiagnosticReport(_) => "DiagnosticReport",
-        Resource::Specimen(_) => "Specimen",
-        Resource::Device(_) => "Device",
-        Resource::Consent(_) => "Consent",
-        _ => "other resource",
-    }
+/// The resource types that are not read but named in warnings and counts.
+fn resource_type_name(rt: &str) -> &'static str {
+    const NAMED: &[&str] = &[
+        "Bundle",
+        "Encounter",
+        "Practitioner",
+        "DiagnosticReport",
+        "Specimen",
+        "Device",
+        "Consent",
+        "Location",
+        "Organization",
+        "ServiceRequest",
+    ];
+    NAMED
+        .iter()
+        .find(|n| **n == rt)
+        .copied()
+        .unwrap_or("other resource")
 }

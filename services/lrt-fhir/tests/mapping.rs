@@ -559,8 +559,12 @@ fn an_operation_outcome_is_not_data() {
         Some(vec!["error not-found: no such patient".to_string()])
     );
     assert!(matches!(
-        lrt_fhir::parse("[1,2]"),
+        lrt_fhir::parse("[1,2"),
         Err(lrt_fhir::PayloadError::NotJson(_))
+    ));
+    assert!(matches!(
+        lrt_fhir::parse("[1,2]"),
+        Err(lrt_fhir::PayloadError::NotAResource)
     ));
     assert!(matches!(
         lrt_fhir::parse("{}"),

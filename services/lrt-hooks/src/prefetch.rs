@@ -501,7 +501,7 @@ pub async fn resolve(
                 None
             }
             Some(v) if !v.is_object() => Some("not a FHIR resource".into()),
-            Some(v) => match lrt_fhir::parse(&v.to_string()) {
+            Some(v) => match lrt_fhir::cpu_bound(|| lrt_fhir::parse_value(v)) {
                 Err(_) => Some("not a readable FHIR resource".into()),
                 Ok(p) if p.outcome.is_some() && p.resources.is_empty() => {
                     Some("an OperationOutcome".into())

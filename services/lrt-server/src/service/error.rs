@@ -131,3 +131,65 @@ impl IntoResponse for ApiError {
 /// The error code of a response, for the call log and metrics.
 #[derive(Debug, Clone, Copy)]
 pub struct ErrorCode(pub &'static str);
+
+/// The answer to a panic in a handler (tower-http's catch-panic layer): logged without its
+/// payload's data beyond the message, answered as a 500 OperationOutcome.
+pub fn panic_response(payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into());
+    ApiError::Internal(format!("panic in a request handler: {message}")).into_response()
+}
+
+/// Gives an OperationOutcome body to error responses that were made without one (by a layer
+/// or by axum itself: 405, 413, the request timeout's 503, a rejected extractor's plain text).
+/// A 401 stays bare (checklist H.33); a FHIR or JSON error body is kept as it is.
+pub async fn outcome_for_bare_errors(response: Response) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) || status == StatusCode::UNAUTHORIZED
+    {
+        return response;
+    }
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.contains("json"));
+    if is_json {
+        return response;
+    }
+    let (issue, text) = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ("too-long", "the request body is larger than allowed"),
+        StatusCode::METHOD_NOT_ALLOWED => ("not-supported", "method not allowed on this route"),
+        StatusCode::SERVICE_UNAVAILABLE => ("timeout", "the request took too long; retry later"),
+        StatusCode::NOT_FOUND => ("not-found", "no such route"),
+        StatusCode::INTERNAL_SERVER_ERROR => ("exception", "internal error"),
+        s if s.is_client_error() => ("invalid", "the request cannot be processed"),
+        _ => ("exception", "the service cannot answer now"),
+    };
+    let (mut parts, body) = response.into_parts();
+    // A rejected extractor's plain text says what was wrong with the request: keep it.
+    let said = match axum::body::to_bytes(body, 2048).await {
+        Ok(b) if status.is_client_error() && status != StatusCode::PAYLOAD_TOO_LARGE => {
+            String::from_utf8(b.to_vec())
+                .ok()
+                .filter(|t| !t.trim().is_empty())
+        }
+        _ => None,
+    };
+    let text = said.as_deref().unwrap_or(text);
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        parts
+            .headers
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/fhir+json"),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let body = operation_outcome("error", issue, text).to_string();
+    Response::from_parts(parts, axum::body::Body::from(body))
+}

@@ -22,8 +22,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Method, Request, header};
 use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -121,11 +123,21 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::health::routes())
         .fallback(routes::not_found)
         .with_state(state)
+        // A panic in a handler is a 500 OperationOutcome and a log line, never a dropped
+        // connection.
+        .layer(CatchPanicLayer::custom(error::panic_response))
+        // The extractors' own limit (axum's default is 2 MiB) and the transport's are both
+        // the configured one.
+        .layer(DefaultBodyLimit::max(limits.body_bytes))
         .layer(cors)
         .layer(RequestBodyLimitLayer::new(limits.body_bytes))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             limits.request_timeout() + Duration::from_millis(500),
+        ))
+        // 413, 405, the timeout's 503 and the panic's 500 answer an OperationOutcome too.
+        .layer(axum::middleware::map_response(
+            error::outcome_for_bare_errors,
         ))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {

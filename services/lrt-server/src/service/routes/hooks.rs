@@ -142,7 +142,8 @@ async fn answer(
             "the request body must be application/json".into(),
         ));
     }
-    let request = HookRequest::from_slice(body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let request = lrt_fhir::cpu_bound(|| HookRequest::from_slice(body))
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     facts.hook = request.hook.clone();
     facts.hook_instance = request.hook_instance.clone();
     request
