@@ -1,7 +1,8 @@
 //! Helios FHIR Server (`hfs`, crates.io `helios-hfs`, MIT) as a child process on a free port,
 //! with a throw-away SQLite database and its search parameters from
 //! `../shared/data/hfs-data`; the MIMIC-IV demo patients loaded by transaction. Installed by
-//! `make tools` into `target/tools/bin/hfs` (or `LRT_HFS_BIN`).
+//! `make tools` once per machine into `~/.cache/lrt-cds/tools/helios-hfs-<version>/bin/hfs`
+//! (`$XDG_CACHE_HOME` honoured; or `LRT_HFS_BIN`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -27,10 +28,21 @@ pub enum FhirServerError {
     Load(#[from] FhirError),
 }
 
-/// The hfs binary: `LRT_HFS_BIN`, else `<repo>/target/tools/bin/hfs`.
+/// The hfs version `make tools` installs (keep in step with `HFS_VERSION` in the Makefile).
+pub const HFS_VERSION: &str = "0.2.7";
+
+/// The hfs binary: `LRT_HFS_BIN`, else the per-machine tools cache of `make tools`, else
+/// `<repo>/target/tools/bin/hfs` (where older checkouts installed it).
 pub fn hfs_binary(repo: &Path) -> PathBuf {
-    std::env::var_os("LRT_HFS_BIN")
+    if let Some(bin) = std::env::var_os("LRT_HFS_BIN") {
+        return PathBuf::from(bin);
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")));
+    cache
+        .map(|c| c.join(format!("lrt-cds/tools/helios-hfs-{HFS_VERSION}/bin/hfs")))
+        .filter(|b| b.is_file())
         .unwrap_or_else(|| repo.join("target/tools/bin/hfs"))
 }
 
