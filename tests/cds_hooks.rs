@@ -559,10 +559,10 @@ async fn feedback_is_stored_once() {
         "acceptedSuggestions": [{"id": suggestion}], "outcomeTimestamp": "2026-11-25T10:00:00Z"}]});
     let (status, body) = s.post(fb, &feedback).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body, json!({"stored": 1, "duplicates": 0}));
+    assert_eq!(body, json!({"stored": 1, "updated": 0, "duplicates": 0}));
     let (status, body) = s.post(fb, &feedback).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body, json!({"stored": 0, "duplicates": 1}));
+    assert_eq!(body, json!({"stored": 0, "updated": 0, "duplicates": 1}));
     let n: i64 =
         sqlx::query_scalar("SELECT count(*) FROM card_feedback WHERE evaluation_id IS NOT NULL")
             .fetch_one(&s.app.pool)
@@ -586,6 +586,53 @@ async fn feedback_is_stored_once() {
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// Issue 8: feedback that adds an override reason to an earlier feedback for the same card,
+/// outcome and time was answered 200 and dropped as a duplicate. It is now stored (the row
+/// updated, its revision counted); an exact repeat stays a duplicate; more than 100 items in
+/// one call are refused before any database work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feedback_with_a_reason_after_one_without_is_kept() {
+    let s = setup().await;
+    let (status, body) = s.post(PV, &mimic_request("mimic-10037975")).await;
+    assert_eq!(status, StatusCode::OK);
+    let uuid = body["cards"][0]["uuid"].as_str().unwrap().to_string();
+    let fb = "/cds-services/lrt-patient-view/feedback";
+    let bare = json!({"feedback": [{"card": uuid, "outcome": "overridden",
+        "outcomeTimestamp": "2026-11-25T10:00:00Z"}]});
+    let (status, body) = s.post(fb, &bare).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"stored": 1, "updated": 0, "duplicates": 0}));
+    let reason = json!({"reason": {"code": "goals-of-care", "system": "urn:lrt:override-reason",
+        "display": "Not consistent with the patient's goals of care"}, "userComment": "family meeting"});
+    let with_reason = json!({"feedback": [{"card": uuid, "outcome": "overridden",
+        "overrideReason": reason, "outcomeTimestamp": "2026-11-25T10:00:00Z"}]});
+    let (status, body) = s.post(fb, &with_reason).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"stored": 0, "updated": 1, "duplicates": 0}));
+    // The bare repeat neither erases the reason nor counts as a change.
+    let (_, body) = s.post(fb, &bare).await;
+    assert_eq!(body, json!({"stored": 0, "updated": 0, "duplicates": 1}));
+    let (stored, revision): (Value, i32) = sqlx::query_as(
+        "SELECT override_reason, revision FROM card_feedback WHERE card_uuid = $1::uuid",
+    )
+    .bind(&uuid)
+    .fetch_one(&s.app.pool)
+    .await
+    .unwrap();
+    assert_eq!(stored["userComment"], "family meeting");
+    assert_eq!(revision, 2);
+    // 101 items: 400, nothing stored.
+    let many: Vec<Value> = (0..101)
+        .map(|i| {
+            json!({"card": uuid, "outcome": "overridden",
+            "outcomeTimestamp": format!("2026-11-25T11:{:02}:{:02}Z", i / 60, i % 60)})
+        })
+        .collect();
+    let (status, body) = s.post(fb, &json!({"feedback": many})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(outcome_text(&body).contains("at most 100"), "{body}");
 }
 
 /// All 69 MIMIC requests, with their prefetch and without: the stored assessment's P/F is the
@@ -1002,4 +1049,28 @@ async fn body_limits_and_bare_errors_answer_an_operation_outcome() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
     outcome_text(&res.json().await.unwrap());
+}
+
+/// Issue 8: a NUL character (which PostgreSQL cannot store) in an id, a unit or a query
+/// parameter answered 500; it is a 400 naming the field, before any work is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nul_characters_are_refused_naming_the_field() {
+    let s = setup().await;
+    let mut r = mimic_request("mimic-10037975");
+    r["prefetch"]["Observation"]["entry"][0]["resource"]["valueQuantity"]["unit"] =
+        json!("mm\u{0}Hg");
+    let (status, body) = s.post(PV, &r).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let text = outcome_text(&body);
+    assert!(
+        text.contains("/prefetch/Observation/entry/0/resource/valueQuantity/unit"),
+        "{text}"
+    );
+    let hi = r["hookInstance"].as_str().unwrap();
+    assert_eq!(stored_rows(&s.app, hi).await, 0);
+    let api = s.app.url("/api/v1/evaluations?patient=mimic%00x");
+    let token = s.client.token(&s.aud("/api/v1"));
+    let res = s.app.http.get(api).bearer_auth(token).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert!(outcome_text(&res.json().await.unwrap()).contains("`patient`"));
 }

@@ -268,7 +268,8 @@ impl HookRequest {
     ///
     /// The 400 cases: no `hook`, or a hook the service does not answer; `hookInstance` missing or
     /// not a UUID; `fhirAuthorization` without `fhirServer` (cds-r-1), a non-http(s)
-    /// `fhirServer`, an authorization without token or with a token type other than `Bearer`;
+    /// `fhirServer`, an authorization without token, with a token type other than `Bearer`, or
+    /// without one of its other REQUIRED members (`token_type`, `expires_in`, `scope`, `subject`);
     /// `context` missing, or a field the hook requires missing or of the wrong shape
     /// (`userId` and `patientId` strings; `userId` a `Type/id` reference of a type the hook
     /// allows; `selections` an array of `Type/id` strings naming draft orders; `draftOrders` a
@@ -309,12 +310,39 @@ impl HookRequest {
                     problem: "is empty",
                 });
             }
-            if let Some(t) = &auth.token_type
-                && !t.eq_ignore_ascii_case("bearer")
-            {
+            match auth.token_type.as_deref() {
+                None => {
+                    return Err(RequestError::InvalidAuthorization {
+                        field: "token_type",
+                        problem: "is required (CDS Hooks 2.0)",
+                    });
+                }
+                Some(t) if !t.eq_ignore_ascii_case("bearer") => {
+                    return Err(RequestError::InvalidAuthorization {
+                        field: "token_type",
+                        problem: "must be `Bearer`",
+                    });
+                }
+                Some(_) => {}
+            }
+            // REQUIRED in CDS Hooks 2.0: a token whose lifetime, scopes and client are not
+            // stated is not used.
+            if auth.expires_in.is_none() {
                 return Err(RequestError::InvalidAuthorization {
-                    field: "token_type",
-                    problem: "must be `Bearer`",
+                    field: "expires_in",
+                    problem: "is required (CDS Hooks 2.0)",
+                });
+            }
+            if auth.scope.as_deref().is_none_or(|s| s.trim().is_empty()) {
+                return Err(RequestError::InvalidAuthorization {
+                    field: "scope",
+                    problem: "is required (CDS Hooks 2.0)",
+                });
+            }
+            if auth.subject.as_deref().is_none_or(|s| s.trim().is_empty()) {
+                return Err(RequestError::InvalidAuthorization {
+                    field: "subject",
+                    problem: "is required (CDS Hooks 2.0)",
                 });
             }
         }
@@ -761,13 +789,25 @@ pub enum FeedbackError {
     EmptyOverrideReason { index: usize },
     #[error("`feedback[{index}].outcomeTimestamp` is not an RFC 3339 UTC date-time")]
     BadTimestamp { index: usize },
+    #[error("`feedback` holds {count} items; at most {max} are accepted per call")]
+    TooMany { count: usize, max: usize },
 }
+
+/// The most feedback items one call may carry (an EHR sends one per card shown; a card list is
+/// short). Larger calls are refused whole, before any database work.
+pub const MAX_FEEDBACK_ITEMS: usize = 100;
 
 impl FeedbackRequest {
     /// Checks cds-fb-1..3 and the UTC timestamps; returns each item's timestamp.
     pub fn validate(&self) -> Result<Vec<chrono::DateTime<chrono::Utc>>, FeedbackError> {
         if self.feedback.is_empty() {
             return Err(FeedbackError::Empty);
+        }
+        if self.feedback.len() > MAX_FEEDBACK_ITEMS {
+            return Err(FeedbackError::TooMany {
+                count: self.feedback.len(),
+                max: MAX_FEEDBACK_ITEMS,
+            });
         }
         let mut times = Vec::with_capacity(self.feedback.len());
         for (index, f) in self.feedback.iter().enumerate() {

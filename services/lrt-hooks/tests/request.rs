@@ -154,6 +154,24 @@ fn fhir_authorization_needs_fhir_server() {
             ..
         }
     ));
+    // CDS Hooks 2.0: token_type, expires_in, scope and subject are REQUIRED (issue 8).
+    for member in ["token_type", "expires_in", "scope", "subject"] {
+        let mut b = with_server(
+            support::patient_view("p1", json!({})),
+            "https://ehr.example.org/fhir",
+        );
+        b["fhirAuthorization"]
+            .as_object_mut()
+            .unwrap()
+            .remove(member);
+        match err(&b, "lrt-patient-view") {
+            RequestError::InvalidAuthorization { field, problem } => {
+                assert_eq!(field, member);
+                assert!(problem.contains("required"), "{problem}");
+            }
+            other => panic!("{member}: {other:?}"),
+        }
+    }
     for bad in [
         "ftp://ehr.example.org/fhir",
         "https://user:pw@ehr.example.org/fhir",

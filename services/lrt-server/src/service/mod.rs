@@ -4,12 +4,14 @@
 //! * [`state`]: what every handler shares (rule sets, pool, verifier, FHIR clients);
 //! * [`routes`]: one module per resource (CDS Hooks, feedback, evaluations API, health, metrics);
 //! * [`store`]: PostgreSQL persistence; [`error`]: the one error type → OperationOutcome;
+//! * [`edges`]: what is refused at the door (NUL characters PostgreSQL cannot store);
 //! * [`telemetry`]: logs, traces, metrics.
 //!
 //! [`App::build`] assembles everything; tests spawn it on a random port with a fresh database.
 
 pub mod auth;
 pub mod config;
+pub mod edges;
 pub mod error;
 pub mod evaluate;
 pub mod paging;
@@ -126,6 +128,8 @@ pub fn router(state: AppState) -> Router {
         // A panic in a handler is a 500 OperationOutcome and a log line, never a dropped
         // connection.
         .layer(CatchPanicLayer::custom(error::panic_response))
+        // NUL in a query parameter or a JSON string: 400 naming the field.
+        .layer(axum::middleware::from_fn(edges::refuse_nul))
         // The extractors' own limit (axum's default is 2 MiB) and the transport's are both
         // the configured one.
         .layer(DefaultBodyLimit::max(limits.body_bytes))

@@ -216,35 +216,100 @@ pub struct NewFeedback {
     pub override_reason: Option<Value>,
 }
 
-/// Stores feedback; a repeat of the same (card, outcome, outcomeTimestamp) stores nothing.
-/// Returns whether it was new.
-pub async fn store_feedback(pool: &PgPool, f: &NewFeedback) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "INSERT INTO card_feedback (card_uuid, outcome, outcome_timestamp, service_id, evaluation_id, \
-         accepted_suggestions, override_reason) \
-         VALUES ($1, $2, $3, $4, \
-           (SELECT id FROM evaluation WHERE card_uuids @> ARRAY[$1]::uuid[] AND role = 'active' LIMIT 1), \
-           $5, $6) \
-         ON CONFLICT (card_uuid, outcome, outcome_timestamp) DO NOTHING",
-    )
-    .bind(f.card_uuid)
-    .bind(&f.outcome)
-    .bind(f.outcome_timestamp)
-    .bind(&f.service_id)
-    .bind(&f.accepted_suggestions)
-    .bind(&f.override_reason)
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected() == 1)
+/// What a feedback call changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FeedbackStored {
+    /// Items new to the service.
+    pub stored: u64,
+    /// Items that repeat an earlier (card, outcome, outcomeTimestamp) and add or change its
+    /// override reason or accepted suggestions: the row is updated and its revision counted.
+    pub updated: u64,
+    /// Exact repeats: nothing to store.
+    pub duplicates: u64,
 }
 
-/// Whether a card uuid was issued by the service (feedback on unknown cards is refused).
-pub async fn card_exists(pool: &PgPool, card: Uuid) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar::<_, bool>(
-        "SELECT EXISTS (SELECT 1 FROM evaluation WHERE card_uuids @> ARRAY[$1]::uuid[] AND role = 'active')",
+/// Stores a call's feedback in one statement. Items are keyed by (card, outcome,
+/// outcomeTimestamp): a repeat that carries an override reason or accepted suggestions the
+/// stored row lacks (or different ones) updates the row, keeping what it does not replace, and
+/// counts a revision; an exact repeat stores nothing. Items of the same key within the call are
+/// merged first, later members winning.
+pub async fn store_feedback(
+    pool: &PgPool,
+    service_id: &str,
+    items: &[NewFeedback],
+) -> Result<FeedbackStored, sqlx::Error> {
+    let mut merged: Vec<NewFeedback> = Vec::with_capacity(items.len());
+    for f in items {
+        let same = merged.iter_mut().find(|m| {
+            m.card_uuid == f.card_uuid
+                && m.outcome == f.outcome
+                && m.outcome_timestamp == f.outcome_timestamp
+        });
+        match same {
+            Some(m) => {
+                if f.accepted_suggestions.is_some() {
+                    m.accepted_suggestions.clone_from(&f.accepted_suggestions);
+                }
+                if f.override_reason.is_some() {
+                    m.override_reason.clone_from(&f.override_reason);
+                }
+            }
+            None => merged.push(f.clone()),
+        }
+    }
+    let cards: Vec<Uuid> = merged.iter().map(|f| f.card_uuid).collect();
+    let outcomes: Vec<String> = merged.iter().map(|f| f.outcome.clone()).collect();
+    let times: Vec<DateTime<Utc>> = merged.iter().map(|f| f.outcome_timestamp).collect();
+    let accepted: Vec<Option<Value>> = merged
+        .iter()
+        .map(|f| f.accepted_suggestions.clone())
+        .collect();
+    let reasons: Vec<Option<Value>> = merged.iter().map(|f| f.override_reason.clone()).collect();
+    let (stored, updated): (i64, i64) = sqlx::query_as(
+        "WITH input AS ( \
+           SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $4::jsonb[], $5::jsonb[]) \
+             AS t(card_uuid, outcome, outcome_timestamp, accepted_suggestions, override_reason)), \
+         written AS ( \
+           INSERT INTO card_feedback (card_uuid, outcome, outcome_timestamp, service_id, evaluation_id, \
+             accepted_suggestions, override_reason) \
+           SELECT i.card_uuid, i.outcome, i.outcome_timestamp, $6, \
+             (SELECT e.id FROM evaluation e WHERE e.card_uuids @> ARRAY[i.card_uuid] AND e.role = 'active' LIMIT 1), \
+             i.accepted_suggestions, i.override_reason FROM input i \
+           ON CONFLICT (card_uuid, outcome, outcome_timestamp) DO UPDATE SET \
+             accepted_suggestions = COALESCE(EXCLUDED.accepted_suggestions, card_feedback.accepted_suggestions), \
+             override_reason = COALESCE(EXCLUDED.override_reason, card_feedback.override_reason), \
+             revision = card_feedback.revision + 1, updated_at = now() \
+           WHERE (EXCLUDED.accepted_suggestions IS NOT NULL \
+                  AND EXCLUDED.accepted_suggestions IS DISTINCT FROM card_feedback.accepted_suggestions) \
+              OR (EXCLUDED.override_reason IS NOT NULL \
+                  AND EXCLUDED.override_reason IS DISTINCT FROM card_feedback.override_reason) \
+           RETURNING (xmax = 0) AS inserted) \
+         SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM written",
     )
-    .bind(card)
+    .bind(&cards)
+    .bind(&outcomes)
+    .bind(&times)
+    .bind(&accepted)
+    .bind(&reasons)
+    .bind(service_id)
     .fetch_one(pool)
+    .await?;
+    let (stored, updated) = (stored as u64, updated as u64);
+    Ok(FeedbackStored {
+        stored,
+        updated,
+        duplicates: items.len() as u64 - stored - updated,
+    })
+}
+
+/// Which of `cards` the service issued (feedback on unknown cards is refused), in one query.
+pub async fn issued_cards(pool: &PgPool, cards: &[Uuid]) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar::<_, Uuid>(
+        "SELECT DISTINCT u FROM evaluation e, unnest(e.card_uuids) AS u \
+         WHERE e.card_uuids && $1::uuid[] AND e.role = 'active' AND u = ANY($1::uuid[])",
+    )
+    .bind(cards)
+    .fetch_all(pool)
     .await
 }
 

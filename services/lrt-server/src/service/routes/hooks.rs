@@ -430,11 +430,6 @@ async fn feedback(
         let card = Uuid::parse_str(&f.card).map_err(|_| {
             ApiError::BadRequest(format!("feedback[{index}].card is not a card uuid"))
         })?;
-        if !store::card_exists(&state.pool, card).await? {
-            return Err(ApiError::NotFound(format!(
-                "feedback[{index}].card: no card with this uuid was issued"
-            )));
-        }
         items.push(NewFeedback {
             card_uuid: card,
             outcome: match f.outcome {
@@ -456,15 +451,25 @@ async fn feedback(
                 .map_err(ApiError::internal)?,
         });
     }
-    let (mut stored, mut duplicates) = (0, 0);
-    for item in &items {
-        if store::store_feedback(&state.pool, item).await? {
-            stored += 1;
-            metrics::counter!("lrt_feedback_total", "service" => service.id, "outcome" => item.outcome.clone())
-                .increment(1);
-        } else {
-            duplicates += 1;
-        }
+    let cards: Vec<Uuid> = items.iter().map(|f| f.card_uuid).collect();
+    let issued = store::issued_cards(&state.pool, &cards).await?;
+    if let Some(index) = cards.iter().position(|c| !issued.contains(c)) {
+        return Err(ApiError::NotFound(format!(
+            "feedback[{index}].card: no card with this uuid was issued"
+        )));
     }
-    Ok(Json(json!({"stored": stored, "duplicates": duplicates})))
+    let written = store::store_feedback(&state.pool, service.id, &items).await?;
+    for item in &items {
+        metrics::counter!("lrt_feedback_items_total", "service" => service.id, "outcome" => item.outcome.clone())
+            .increment(1);
+    }
+    metrics::counter!("lrt_feedback_total", "service" => service.id, "result" => "stored")
+        .increment(written.stored);
+    metrics::counter!("lrt_feedback_total", "service" => service.id, "result" => "updated")
+        .increment(written.updated);
+    Ok(Json(json!({
+        "stored": written.stored,
+        "updated": written.updated,
+        "duplicates": written.duplicates,
+    })))
 }
