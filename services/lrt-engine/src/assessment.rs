@@ -75,6 +75,8 @@ struct Emitted {
     mechanisms: Vec<Arc<str>>,
     recommendations: Vec<RecommendationDetail>,
     consult_triggers: Vec<RecommendationDetail>,
+    /// Data-quality items of rules that fired (`emits: {data_quality: ...}`), in rule order.
+    data_quality: Vec<String>,
 }
 
 /// The values of one blood gas, as a series criterion saw them.
@@ -135,17 +137,19 @@ impl<'de> Deserialize<'de> for CriterionValue {
                     .collect::<Result<_, _>>()?,
             ),
             Value::Object(map) if map.contains_key("at_least") || map.contains_key("at_most") => {
-                match (
-                    map.get("at_least").and_then(number),
-                    map.get("at_most").and_then(number),
-                    map.len(),
-                ) {
+                // A lower bound (a partial score, §3.6/§6.1) has no upper bound: `at_most`
+                // is written as null (JSON has no infinity) and read back as +∞.
+                let at_most = match map.get("at_most") {
+                    Some(Value::Null) => Some(f64::INFINITY),
+                    other => other.and_then(number),
+                };
+                match (map.get("at_least").and_then(number), at_most, map.len()) {
                     (Some(at_least), Some(at_most), 2) => {
                         CriterionValue::Range { at_least, at_most }
                     }
                     _ => {
                         return Err(D::Error::custom(
-                            "a range needs exactly the numbers at_least and at_most",
+                            "a range needs the numbers at_least and at_most (null: no upper bound)",
                         ));
                     }
                 }
@@ -324,7 +328,10 @@ impl Inputs<'_> {
             mechanisms,
             recommendations: recommendation_details,
             consult_triggers,
+            data_quality: emitted_quality,
         } = b.emitted();
+        let mut data_quality = self.data_quality;
+        data_quality.extend(emitted_quality);
         let mut evidence = BTreeMap::new();
         for &f in Fact::ALL {
             let ev = &facts.evidence[f as usize];
@@ -395,7 +402,7 @@ impl Inputs<'_> {
             mechanisms,
             evidence,
             explanations: b.explanations(),
-            data_quality: self.data_quality,
+            data_quality,
         }
     }
 }
@@ -496,6 +503,7 @@ impl Builder<'_> {
             vec![None; self.rules.recommendations.len()];
         let mut consults: Vec<Option<(Urgency, Vec<Arc<str>>)>> =
             vec![None; self.rules.consult_triggers.len()];
+        let mut emitted_quality: Vec<String> = Vec::new();
         for (n, node) in self.rules.nodes.iter().enumerate() {
             let (NodeKind::Rule(r), NodeResult::Rule(Truth::True)) =
                 (&node.kind, &self.eval.results[n])
@@ -505,6 +513,13 @@ impl Builder<'_> {
             let (slot, urgency) = match r.emits {
                 Some(Emit::Mechanism { index }) => {
                     mech[index] = true;
+                    continue;
+                }
+                Some(Emit::DataQuality { index }) => {
+                    let code = self.rules.rule_data_quality[index].to_string();
+                    if !emitted_quality.contains(&code) {
+                        emitted_quality.push(code);
+                    }
                     continue;
                 }
                 Some(Emit::Recommendation { index, urgency }) => (&mut recs[index], urgency),
@@ -538,6 +553,7 @@ impl Builder<'_> {
                 .collect(),
             recommendations: details(recs, &self.rules.recommendations),
             consult_triggers: details(consults, &self.rules.consult_triggers),
+            data_quality: emitted_quality,
         }
     }
 

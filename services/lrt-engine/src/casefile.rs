@@ -47,11 +47,14 @@ pub struct CaseFileError {
     pub message: String,
 }
 
-const CASE_KEYS: [&str; 10] = [
+const CASE_KEYS: [&str; 12] = [
     "id",
     "title",
     "description",
     "cites",
+    // Informational notes of the clinical lead's worked examples (examples-0.2.0.json).
+    "changed_in_0_2_0",
+    "safety",
     "now",
     "patient",
     "context",
@@ -191,9 +194,32 @@ impl std::fmt::Display for Mismatch {
 /// Compares the fields listed in `expected` with the assessment (§6.1 tolerances):
 /// P/F ± 0.05, other numbers ± 0.01; categories, booleans and code lists exactly (code lists in
 /// their defined order); `data_quality` entries as prefixes of actual entries, same count (stricter
-/// than §6.1's code-only match); `recommendations_must_not_include` as a safety check.
+/// than §6.1's code-only match); `recommendations_must_not_include` as a safety check;
+/// `ecmo_reasons_required` / `data_quality_required` (regular expressions, each must match an
+/// entry), `data_quality_forbidden` (none may match) and `recommendations_optional` (codes that
+/// may be present or absent; `recommendations` is then compared as a set).
 pub fn compare(expected: &Value, assessment: &Assessment) -> Vec<Mismatch> {
+    compare_under(expected, assessment, None)
+}
+
+/// [`compare`] under a case file's `conventions`: where they declare `ecmo_reasons` and
+/// `data_quality` informational (`ecmo_reasons_and_data_quality`, as the clinical lead's
+/// examples-0.2.0.json does), those lists and `resp_missing` are not compared (the
+/// `_required` / `_forbidden` patterns are), and `recommendations` is an exact set.
+pub fn compare_under(
+    expected: &Value,
+    assessment: &Assessment,
+    conventions: Option<&Value>,
+) -> Vec<Mismatch> {
     let actual = serde_json::to_value(assessment).expect("an assessment serialises");
+    compare_json(expected, &actual, conventions)
+}
+
+/// [`compare_under`] on an assessment already in JSON.
+fn compare_json(expected: &Value, actual: &Value, conventions: Option<&Value>) -> Vec<Mismatch> {
+    let informational = conventions
+        .and_then(|c| c.get("ecmo_reasons_and_data_quality"))
+        .is_some();
     let mut out = Vec::new();
     let Some(exp) = expected.as_object() else {
         out.push(Mismatch {
@@ -204,8 +230,84 @@ pub fn compare(expected: &Value, assessment: &Assessment) -> Vec<Mismatch> {
         });
         return out;
     };
+    let strings = |field: &str| -> Vec<String> {
+        actual[field]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect()
+    };
+    let optional: Vec<String> = exp
+        .get("recommendations_optional")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
     for (field, want) in exp {
         match field.as_str() {
+            // The conventions' `strict_fields` leave these out (names differ between references).
+            "ecmo_reasons" | "data_quality" | "resp_missing" if informational => {}
+            "recommendations_optional" => {}
+            "recommendations" if informational || exp.contains_key("recommendations_optional") => {
+                let got = strings("recommendations");
+                let want: Vec<String> = want
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect();
+                let missing = want.iter().any(|w| !got.contains(w));
+                let extra = got
+                    .iter()
+                    .any(|g| !want.contains(g) && !optional.contains(g));
+                if missing || extra {
+                    out.push(Mismatch {
+                        field: field.clone(),
+                        expected: Value::from(want),
+                        actual: actual[field].clone(),
+                        note: "as a set; codes of recommendations_optional may be present or absent",
+                    });
+                }
+            }
+            "ecmo_reasons_required" | "data_quality_required" | "data_quality_forbidden" => {
+                let list = if field.starts_with("ecmo_reasons") {
+                    "ecmo_reasons"
+                } else {
+                    "data_quality"
+                };
+                let got = strings(list);
+                let forbidden = field.ends_with("forbidden");
+                for pattern in want.as_array().into_iter().flatten() {
+                    let text = pattern.as_str().unwrap_or_default();
+                    let re = match fancy_regex::Regex::new(text) {
+                        Ok(re) => re,
+                        Err(_) => {
+                            out.push(Mismatch {
+                                field: field.clone(),
+                                expected: pattern.clone(),
+                                actual: Value::Null,
+                                note: "not a valid regular expression",
+                            });
+                            continue;
+                        }
+                    };
+                    let hit = got.iter().any(|g| re.is_match(g).unwrap_or(false));
+                    if hit == forbidden {
+                        out.push(Mismatch {
+                            field: field.clone(),
+                            expected: pattern.clone(),
+                            actual: actual[list].clone(),
+                            note: if forbidden {
+                                "a forbidden pattern matched an entry"
+                            } else {
+                                "no entry matches this pattern"
+                            },
+                        });
+                    }
+                }
+            }
             "recommendations_must_not_include" => {
                 let got = actual["recommendations"]
                     .as_array()
@@ -373,6 +475,46 @@ mod tests {
 
         let e = CaseFile::parse("f.json", "{ not json").unwrap_err();
         assert!(e.message.contains("not valid JSON"));
+    }
+
+    #[test]
+    fn required_and_forbidden_patterns_and_optional_recommendations() {
+        let a = serde_json::json!({
+            "recommendations": ["ECMO_CENTER_CONSULT", "PRONE_POSITIONING"],
+            "ecmo_reasons": ["eolia_c2", "unverified:bmi"],
+            "data_quality": ["rr_measured_not_set"]
+        });
+        let conventions = serde_json::json!({"ecmo_reasons_and_data_quality": "informational"});
+        let ok = serde_json::json!({
+            "recommendations": ["ECMO_CENTER_CONSULT"],
+            "recommendations_optional": ["PRONE_POSITIONING"],
+            "ecmo_reasons": ["something else"],
+            "ecmo_reasons_required": ["^unverified:", "^(?!unverified:).*c2"],
+            "data_quality_required": ["^rr_measured_not_set"],
+            "data_quality_forbidden": ["^implausible:"]
+        });
+        assert_eq!(compare_json(&ok, &a, Some(&conventions)), vec![]);
+        let bad = serde_json::json!({
+            "recommendations": ["ECMO_CENTER_CONSULT"],
+            "ecmo_reasons_required": ["^scope:"],
+            "data_quality_forbidden": ["^rr_"]
+        });
+        let mut fields: Vec<String> = compare_json(&bad, &a, Some(&conventions))
+            .into_iter()
+            .map(|m| m.field)
+            .collect();
+        fields.sort();
+        assert_eq!(
+            fields,
+            vec![
+                "data_quality_forbidden",
+                "ecmo_reasons_required",
+                "recommendations"
+            ]
+        );
+        // Without the conventions, `ecmo_reasons` is compared exactly.
+        let strict = serde_json::json!({"ecmo_reasons": ["eolia_c2"]});
+        assert_eq!(compare_json(&strict, &a, None).len(), 1);
     }
 
     #[test]

@@ -42,6 +42,12 @@ pub enum Concept {
     SeptalDyskinesia,
     CxrQuadrants,
     DeadSpaceFraction,
+    /// The respiratory rate set on the ventilator (knowledge base §9 D7), apart from the
+    /// measured total rate. Optional: rule sets before 0.2.0 do not define it.
+    RespiratoryRateSet,
+    /// A signal that extracorporeal support (VV-/VA-ECMO, ECCO2R) is running (§9 D2, D15).
+    /// Optional: rule sets before 0.2.0 do not define it.
+    ExtracorporealSupport,
 }
 
 /// The physical dimension of a concept: decides which units are accepted and how they convert.
@@ -78,7 +84,7 @@ pub enum Dimension {
 }
 
 impl Concept {
-    pub const ALL: [Concept; 20] = [
+    pub const ALL: [Concept; 22] = [
         Concept::Pao2,
         Concept::Paco2,
         Concept::Ph,
@@ -99,6 +105,8 @@ impl Concept {
         Concept::SeptalDyskinesia,
         Concept::CxrQuadrants,
         Concept::DeadSpaceFraction,
+        Concept::RespiratoryRateSet,
+        Concept::ExtracorporealSupport,
     ];
 
     /// The name used in rule files, data-quality warnings and explanations.
@@ -124,7 +132,19 @@ impl Concept {
             Concept::SeptalDyskinesia => "septal_dyskinesia",
             Concept::CxrQuadrants => "cxr_quadrants",
             Concept::DeadSpaceFraction => "vd_vt",
+            Concept::RespiratoryRateSet => "respiratory_rate_set",
+            Concept::ExtracorporealSupport => "extracorporeal_support",
         }
+    }
+
+    /// Whether every rule set must define this concept. Concepts added by a later rule-set
+    /// version are optional, so that earlier versions stay loadable (and byte-identical):
+    /// without a definition no code maps to them and their facts stay unknown.
+    pub fn required(self) -> bool {
+        !matches!(
+            self,
+            Concept::RespiratoryRateSet | Concept::ExtracorporealSupport
+        )
     }
 
     pub fn from_name(name: &str) -> Option<Concept> {
@@ -146,13 +166,13 @@ impl Concept {
                 Dimension::AirwayPressure
             }
             Concept::TidalVolume => Dimension::Volume,
-            Concept::RespiratoryRate => Dimension::Rate,
+            Concept::RespiratoryRate | Concept::RespiratoryRateSet => Dimension::Rate,
             Concept::MinuteVentilation => Dimension::Flow,
             Concept::Height => Dimension::Length,
             Concept::Weight => Dimension::Mass,
             Concept::Tapse => Dimension::EchoDistance,
             Concept::RvLvEdaRatio | Concept::DeadSpaceFraction => Dimension::Ratio,
-            Concept::SeptalDyskinesia => Dimension::Boolean,
+            Concept::SeptalDyskinesia | Concept::ExtracorporealSupport => Dimension::Boolean,
             Concept::CxrQuadrants => Dimension::Count,
         }
     }

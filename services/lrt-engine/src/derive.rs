@@ -140,6 +140,7 @@ pub fn engine_facts(
         (Concept::Mpaw, Fact::Mpaw),
         (Concept::TidalVolume, Fact::TidalVolume),
         (Concept::RespiratoryRate, Fact::RespiratoryRate),
+        (Concept::RespiratoryRateSet, Fact::RespiratoryRateSet),
         (Concept::MinuteVentilation, Fact::MinuteVentilation),
         (Concept::Height, Fact::Height),
         (Concept::Weight, Fact::Weight),
@@ -166,6 +167,21 @@ pub fn engine_facts(
             s.evidence.clone(),
         );
     }
+    // §9 D2: extracorporeal support now, from a valid signal or the context (true wins: a
+    // signal of support anywhere is enough to take the patient out of the ECMO screen).
+    let signal = latest(Concept::ExtracorporealSupport, quality);
+    let observed = signal.and_then(|s| s.boolean());
+    let on_support = match (observed, snapshot.context.on_extracorporeal_support) {
+        (Some(true), _) | (_, Some(true)) => Some(true),
+        (Some(false), _) | (None, Some(false)) => Some(false),
+        (None, None) => None,
+    };
+    facts.set_observed(
+        Fact::OnExtracorporealSupport,
+        FactValue::from_bool(on_support),
+        signal.map(|s| s.time),
+        signal.map(|s| s.evidence.clone()).unwrap_or_default(),
+    );
     let echo = [Fact::Tapse, Fact::RvLvEdaRatio, Fact::SeptalDyskinesia];
     facts.set_observed(
         Fact::EchoAvailable,
@@ -234,6 +250,7 @@ fn context_facts(
             Fact::ChronicRespFailureHomeO2,
             c.chronic_resp_failure_home_o2,
         ),
+        (Fact::GoalsOfCare, c.goals_of_care),
     ];
     for (fact, v) in flags {
         facts.set(fact, FactValue::from_bool(v));

@@ -143,6 +143,8 @@ engine_facts! {
     IntracranialHemorrhage => "intracranial_hemorrhage", boolean(), "Intracranial haemorrhage.";
     AnticoagulationContraindicated => "anticoagulation_contraindicated", boolean(), "Contraindication to anticoagulation.";
     ChronicRespFailureHomeO2 => "chronic_resp_failure_home_o2", boolean(), "Chronic respiratory failure on home oxygen or NIV.";
+    GoalsOfCare => "goals_of_care", boolean(), "Documented DNR status or palliative care (context.goals_of_care; §9 D5).";
+    OnExtracorporealSupport => "on_extracorporeal_support", boolean(), "Extracorporeal support running now: the latest valid extracorporeal_support observation, or context.on_extracorporeal_support (true wins; §9 D2).";
     Pao2 => "pao2", num("mm[Hg]"), "Latest valid arterial PaO2.";
     Fio2 => "fio2", num("1"), "FiO2 paired to the latest PaO2 (at or before it, within the pairing window).";
     PfRatio => "pf_ratio", num("mm[Hg]"), "PaO2 / FiO2 from the paired values.";
@@ -158,6 +160,7 @@ engine_facts! {
     Mpaw => "mpaw", num("cm[H2O]"), "Latest valid mean airway pressure (whole cycle, LOINC 76530-5).";
     TidalVolume => "tidal_volume", num("mL"), "Latest valid tidal volume (delivered before set).";
     RespiratoryRate => "respiratory_rate", num("/min"), "Latest valid respiratory rate (total on ventilator first).";
+    RespiratoryRateSet => "respiratory_rate_set", num("/min"), "Latest valid respiratory rate set on the ventilator (§9 D7; concept respiratory_rate_set).";
     MinuteVentilation => "minute_ventilation", num("L/min"), "Latest valid measured minute ventilation.";
     Height => "height", num("cm"), "Latest body height.";
     Weight => "weight", num("kg"), "Latest body weight.";

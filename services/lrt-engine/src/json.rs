@@ -40,6 +40,11 @@ mod tests {
                 at_least: 1.0,
                 at_most: 2.5,
             },
+            // A partial score's lower bound: no upper bound (written as null).
+            CriterionValue::Range {
+                at_least: 2.0,
+                at_most: f64::INFINITY,
+            },
             CriterionValue::Text("moderate".into()),
             CriterionValue::Codes(vec!["PRONE_POSITIONING".into()]),
             CriterionValue::BloodGas(BloodGasValues {

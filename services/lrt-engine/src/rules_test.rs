@@ -12,7 +12,7 @@
 
 use std::path::PathBuf;
 
-use crate::casefile::{CaseFile, CaseFileError, compare};
+use crate::casefile::{CaseFile, CaseFileError, compare_under};
 use crate::eval::{Evaluation, NodeResult};
 use crate::ruleset::{NodeKind, RuleSet, Truth};
 
@@ -77,7 +77,7 @@ pub fn run(rules: &RuleSet) -> TestReport {
                 continue;
             }
         };
-        for case in cases.cases {
+        for case in &cases.cases {
             let sep = if case.path.is_empty() { "" } else { "." };
             let mut problems: Vec<String> = case
                 .snapshot
@@ -92,7 +92,7 @@ pub fn run(rules: &RuleSet) -> TestReport {
                         crate::evaluate_traced(rules, &case.snapshot, case.now);
                     coverage.record(&evaluation);
                     problems.extend(
-                        compare(expected, &assessment)
+                        compare_under(expected, &assessment, cases.conventions.as_ref())
                             .iter()
                             .map(ToString::to_string),
                     );
@@ -101,8 +101,8 @@ pub fn run(rules: &RuleSet) -> TestReport {
             }
             report.results.push(CaseResult {
                 file: file.clone(),
-                id: case.id,
-                title: case.title,
+                id: case.id.clone(),
+                title: case.title.clone(),
                 problems,
             });
         }

@@ -135,6 +135,15 @@ pub struct Context {
     pub anticoagulation_contraindicated: Option<bool>,
     #[serde(default)]
     pub chronic_resp_failure_home_o2: Option<bool>,
+    /// Documented DNR status or palliative care (knowledge base §9 D5, D15): a relative
+    /// contraindication from rule set 0.2.0 on, never a hard stop. Omitted from the JSON when
+    /// unknown, so snapshots of earlier versions read and print as they did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goals_of_care: Option<bool>,
+    /// Extracorporeal support (ECMO, ECCO2R) running now (§9 D2): from FHIR, a Procedure in
+    /// progress coded with the rule set's `on_extracorporeal_support` code set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_extracorporeal_support: Option<bool>,
 }
 
 /// The boolean context flags that FHIR resources (conditions, medications, flags) can set,
@@ -153,10 +162,12 @@ pub enum ContextFlag {
     IntracranialHemorrhage,
     AnticoagulationContraindicated,
     ChronicRespFailureHomeO2,
+    GoalsOfCare,
+    OnExtracorporealSupport,
 }
 
 impl ContextFlag {
-    pub const ALL: [ContextFlag; 12] = [
+    pub const ALL: [ContextFlag; 14] = [
         ContextFlag::PneumoniaCause,
         ContextFlag::Immunocompromised,
         ContextFlag::CnsDysfunction,
@@ -169,6 +180,8 @@ impl ContextFlag {
         ContextFlag::IntracranialHemorrhage,
         ContextFlag::AnticoagulationContraindicated,
         ContextFlag::ChronicRespFailureHomeO2,
+        ContextFlag::GoalsOfCare,
+        ContextFlag::OnExtracorporealSupport,
     ];
 
     /// The field name in [`Context`] (and in rule files).
@@ -186,6 +199,8 @@ impl ContextFlag {
             ContextFlag::IntracranialHemorrhage => "intracranial_hemorrhage",
             ContextFlag::AnticoagulationContraindicated => "anticoagulation_contraindicated",
             ContextFlag::ChronicRespFailureHomeO2 => "chronic_resp_failure_home_o2",
+            ContextFlag::GoalsOfCare => "goals_of_care",
+            ContextFlag::OnExtracorporealSupport => "on_extracorporeal_support",
         }
     }
 
@@ -215,6 +230,8 @@ impl ContextFlag {
             ContextFlag::IntracranialHemorrhage => &mut c.intracranial_hemorrhage,
             ContextFlag::AnticoagulationContraindicated => &mut c.anticoagulation_contraindicated,
             ContextFlag::ChronicRespFailureHomeO2 => &mut c.chronic_resp_failure_home_o2,
+            ContextFlag::GoalsOfCare => &mut c.goals_of_care,
+            ContextFlag::OnExtracorporealSupport => &mut c.on_extracorporeal_support,
         }
     }
 }

@@ -680,6 +680,26 @@ impl Mapper<'_> {
             self.context.mv_start = mv_start;
         }
 
+        // Extracorporeal support running now (§9 D2): a procedure of the code set in progress,
+        // or one whose period covers now. Without such a procedure, the code set's
+        // `when_absent` decides (a searched, empty history is "no" only when it says so).
+        let support = ContextTarget::Flag(ContextFlag::OnExtracorporealSupport);
+        if let Some(set) = set_of(support) {
+            let now = self.now;
+            let running = periods(support).iter().any(|(s, e, ongoing)| {
+                *s <= now
+                    && match e {
+                        Some(e) => *e >= now,
+                        None => *ongoing,
+                    }
+            });
+            if running {
+                self.context.on_extracorporeal_support = Some(true);
+            } else if searched.procedures && set.when_absent == WhenAbsent::False {
+                self.context.on_extracorporeal_support = Some(false);
+            }
+        }
+
         // Prone positioning.
         let sessions = periods(ContextTarget::PronePosition);
         if searched.procedures {

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use lrt_engine::casefile::{CaseFile, compare};
+use lrt_engine::casefile::{CaseFile, compare, compare_under};
 use lrt_engine::testing::{
     copy_shipped_version, edit_file, repo_root as repo, shared_dir as shared,
 };
@@ -51,6 +51,37 @@ fn every_worked_example_evaluates_to_its_expected_fields() {
         assert!(out.status.success(), "{}: {}", case.id, stderr(&out));
         let assessment: lrt_engine::Assessment = serde_json::from_slice(&out.stdout).unwrap();
         let mismatches = compare(case.expected.as_ref().unwrap(), &assessment);
+        assert!(mismatches.is_empty(), "{}: {mismatches:#?}", case.id);
+    }
+}
+
+/// The clinical lead's 11 worked cases for rule set 0.2.0 (knowledge base §9) through the binary,
+/// compared under the file's own conventions (reasons and warnings by pattern, recommendations
+/// as a set with optional codes).
+#[test]
+fn every_0_2_0_worked_example_evaluates_to_its_expected_fields() {
+    let path = shared().join("clinical/examples-0.2.0.json");
+    let file = CaseFile::read(&path).unwrap();
+    assert_eq!(file.cases.len(), 11);
+    for case in &file.cases {
+        let out = lrt(&[
+            "evaluate",
+            "--case",
+            path.to_str().unwrap(),
+            "--id",
+            &case.id,
+            "--ruleset",
+            "rules/lrt-ruleset/0.2.0",
+        ]);
+        assert!(out.status.success(), "{}: {}", case.id, stderr(&out));
+        let assessment: lrt_engine::Assessment = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{}: the assessment does not read back: {e}", case.id));
+        assert_eq!(&*assessment.ruleset.version, "0.2.0");
+        let mismatches = compare_under(
+            case.expected.as_ref().unwrap(),
+            &assessment,
+            file.conventions.as_ref(),
+        );
         assert!(mismatches.is_empty(), "{}: {mismatches:#?}", case.id);
     }
 }

@@ -113,6 +113,8 @@ fn parse_target(key: &str, hard_stops: &[CatalogEntry]) -> Result<ContextTarget,
 fn allowed_sources(target: ContextTarget) -> &'static [ResourceKind] {
     match target {
         ContextTarget::Flag(f) if f.is_medication() => &[ResourceKind::Medications],
+        // §9 D2: support running now is a Procedure in progress.
+        ContextTarget::Flag(ContextFlag::OnExtracorporealSupport) => &[ResourceKind::Procedures],
         ContextTarget::InvasiveVentilation
         | ContextTarget::Intubation
         | ContextTarget::Extubation

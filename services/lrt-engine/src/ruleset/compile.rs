@@ -411,7 +411,7 @@ pub(crate) fn compile(
         }
     }
     for c in Concept::ALL {
-        if concepts[c.index()].is_none() {
+        if concepts[c.index()].is_none() && c.required() {
             ctx.errors.push(
                 &dir_shown,
                 "",
@@ -447,6 +447,17 @@ pub(crate) fn compile(
     let mechanisms = catalogue(&mut ctx, "mechanisms", |f| &f.file.mechanisms);
     let recommendations = catalogue(&mut ctx, "recommendations", |f| &f.file.recommendations);
     let consult_triggers = catalogue(&mut ctx, "consult_triggers", |f| &f.file.consult_triggers);
+    // Data-quality items are not a catalogue: the codes rules emit are collected, each once.
+    let mut rule_data_quality: Vec<Arc<str>> = Vec::new();
+    for f in &files {
+        for r in &f.file.rules {
+            if let Some(code) = r.emits.as_ref().and_then(|e| e.data_quality.as_deref())
+                && !rule_data_quality.iter().any(|c| &**c == code)
+            {
+                rule_data_quality.push(Arc::from(code));
+            }
+        }
+    }
     let (codesets, unmapped_codes) = super::codesets::compile(
         &files,
         &hard_stops,
@@ -751,6 +762,7 @@ pub(crate) fn compile(
                             recommendations: &recommendations,
                             mechanisms: &mechanisms,
                             consult_triggers: &consult_triggers,
+                            data_quality: &rule_data_quality,
                         },
                         &format!("{}/emits", p.ptr),
                         &mut problems,
@@ -803,6 +815,12 @@ pub(crate) fn compile(
                     ..
                 }) => {
                     format!("consult:{}", consult_triggers[*index].code)
+                }
+                NodeKind::Rule(Rule {
+                    emits: Some(super::Emit::DataQuality { index }),
+                    ..
+                }) => {
+                    format!("data_quality:{}", rule_data_quality[*index])
                 }
                 _ => p.id.to_string(),
             }),
@@ -929,9 +947,18 @@ pub(crate) fn compile(
         sha256,
         dir: dir.to_path_buf(),
         codes,
+        // An optional concept a version does not define has no codes: nothing maps to it.
         concepts: concepts
             .into_iter()
-            .map(|c| c.expect("checked above"))
+            .map(|c| {
+                c.unwrap_or(ConceptConfig {
+                    validity: Validity::Unlimited,
+                    plausible: None,
+                    codes: Vec::new(),
+                    cites: String::new(),
+                    supersedes: Vec::new(),
+                })
+            })
             .collect(),
         params,
         param_index,
@@ -940,6 +967,7 @@ pub(crate) fn compile(
         mechanisms,
         recommendations,
         consult_triggers,
+        rule_data_quality,
         facts,
         nodes,
         groups,
@@ -1240,6 +1268,7 @@ struct Catalogues<'a> {
     recommendations: &'a [CatalogEntry],
     mechanisms: &'a [CatalogEntry],
     consult_triggers: &'a [CatalogEntry],
+    data_quality: &'a [Arc<str>],
 }
 
 /// Where `code` is in a catalogue; if it is not, a problem naming the catalogue.
@@ -1278,6 +1307,24 @@ fn compile_emit(
         }
         e.urgency
     };
+    if let Some(code) = &e.data_quality {
+        if e.recommendation.is_some() || e.mechanism.is_some() || e.consult.is_some() {
+            problems.push(Problem::new(
+                ptr,
+                "emit exactly one of `recommendation`, `mechanism`, `consult` or `data_quality`",
+            ));
+            return None;
+        }
+        if e.urgency.is_some() {
+            problems.push(Problem::new(
+                format!("{ptr}/urgency"),
+                "data-quality items carry no urgency",
+            ));
+            return None;
+        }
+        let index = cat.data_quality.iter().position(|c| **c == **code)?;
+        return Some(super::Emit::DataQuality { index });
+    }
     match (&e.recommendation, &e.mechanism, &e.consult) {
         (Some(code), None, None) => {
             let at = format!("{ptr}/recommendation");

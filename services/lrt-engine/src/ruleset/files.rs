@@ -368,6 +368,10 @@ pub struct EmitDef {
     /// A consult trigger of the `consult_triggers` catalogue: page the LRT.
     #[serde(default)]
     pub consult: Option<String>,
+    /// A data-quality item the rule adds to the assessment when it fires (a warning about how
+    /// the data were used, e.g. `rr_measured_not_set`, knowledge base §9 D7).
+    #[serde(default)]
+    pub data_quality: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]

@@ -230,6 +230,10 @@ pub enum Emit {
         index: usize,
         urgency: Urgency,
     },
+    /// Add a data-quality item (an entry of [`RuleSet::rule_data_quality`]).
+    DataQuality {
+        index: usize,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -311,6 +315,8 @@ pub struct RuleSet {
     pub recommendations: Vec<CatalogEntry>,
     /// Reasons to page the Lung Rescue Team.
     pub consult_triggers: Vec<CatalogEntry>,
+    /// The data-quality items rules emit (`emits: {data_quality: code}`), each once.
+    pub rule_data_quality: Vec<Arc<str>>,
     pub facts: Vec<FactInfo>,
     /// In evaluation (dependency) order.
     pub nodes: Vec<Node>,
