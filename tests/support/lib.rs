@@ -63,38 +63,44 @@ impl HookRequest {
     }
 }
 
-/// A row of `mimic-iv-demo-lrt-pf-expected.csv`.
+/// A row of `mimic-iv-demo-lrt-pf-kb.csv`: the knowledge base's §6.1 pairing (knowledge base §9 D0):
+/// the newest arterial PaO2, and the FiO2 at or before it within 60 minutes, if any.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExpectedPf {
     pub latest_pao2_time: DateTime<Utc>,
     pub pao2: f64,
-    pub fio2_percent: f64,
-    pub pf_ratio: f64,
-    pub severe_lt150: bool,
+    /// FiO2 in %, when one pairs.
+    pub fio2_percent: Option<f64>,
+    /// The nearest earlier FiO2's age in minutes (also when it is too old to pair).
+    pub fio2_age_min: Option<f64>,
+    /// The P/F of the §6.1 pairing; `None` when no FiO2 pairs.
+    pub pf_ratio: Option<f64>,
 }
 
-/// Patient id -> expected P/F (patients with a PaO2 but no FiO2 before it are not in the file).
+/// Patient id -> the §6.1 oracle, for the 69 patients with a PaO2 (§9 D0). The older
+/// `mimic-iv-demo-lrt-pf-expected.csv` paired FiO2 values hours to years old and is not an oracle.
 pub fn expected_pf() -> BTreeMap<String, ExpectedPf> {
-    let path = shared_dir().join("data/mimic-iv-demo-fhir/mimic-iv-demo-lrt-pf-expected.csv");
+    let path = shared_dir().join("data/mimic-iv-demo-fhir/mimic-iv-demo-lrt-pf-kb.csv");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut lines = text.lines();
     assert_eq!(
         lines.next(),
-        Some("patient_id,latest_pao2_time,pao2,fio2,pf_ratio,severe_lt150")
+        Some("patient_id,latest_pao2_time,pao2,fio2,fio2_time,fio2_age_min,pf_ratio_kb")
     );
     lines
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
             let f: Vec<&str> = l.split(',').collect();
             let num = |s: &str| s.parse::<f64>().unwrap_or_else(|e| panic!("{l}: {e}"));
+            let opt = |s: &str| (!s.trim().is_empty()).then(|| num(s));
             (
                 f[0].to_string(),
                 ExpectedPf {
                     latest_pao2_time: f[1].parse().unwrap_or_else(|e| panic!("{l}: {e}")),
                     pao2: num(f[2]),
-                    fio2_percent: num(f[3]),
-                    pf_ratio: num(f[4]),
-                    severe_lt150: f[5] == "true",
+                    fio2_percent: opt(f[3]),
+                    fio2_age_min: opt(f[5]),
+                    pf_ratio: opt(f[6]),
                 },
             )
         })
