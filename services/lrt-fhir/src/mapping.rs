@@ -95,6 +95,20 @@ impl Collected {
         s
     }
 
+    /// The ids of the Patient resources read, in order, each once.
+    pub fn patient_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = Vec::new();
+        for (_, r) in self.records() {
+            if let Record::Patient(p) = r
+                && let Some(id) = &p.id
+                && !ids.contains(id)
+            {
+                ids.push(id.clone());
+            }
+        }
+        ids
+    }
+
     /// The time of the newest observation of `patient` (the default evaluation time of a Bundle).
     pub fn newest_observation(&self, patient: &str) -> Option<DateTime<Utc>> {
         let subject = self.patient_subject(patient);

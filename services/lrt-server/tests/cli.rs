@@ -449,3 +449,69 @@ fn environment_variables_override_the_configuration_file() {
     let o = serve(&[("LRT_PAGING__WEBHOOK__URL", "ftp://pager")]);
     assert!(stderr(&o).contains("paging"), "{}", stderr(&o));
 }
+
+/// `lrt rules diff`: the clinical lead's 0.2.0 worked cases under 0.1.0 and 0.2.0. A 16-year-old,
+/// a patient on NIV and one on ECMO were `eligible` with an ECMO page under 0.1.0; under 0.2.0
+/// they are out of scope, without an ECMO consult or page.
+#[test]
+fn rules_diff_shows_what_a_new_version_changes_on_the_same_cases() {
+    let path = shared().join("clinical/examples-0.2.0.json");
+    let out = lrt(&[
+        "rules",
+        "diff",
+        "0.1.0",
+        "0.2.0",
+        "--cases",
+        path.to_str().unwrap(),
+        "--json",
+        "--compact",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["summary"]["inputs"], 11);
+    let out_of_scope = v["summary"]["category_transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["from"] == "eligible" && t["to"] == "out_of_scope")
+        .expect("a transition eligible -> out_of_scope");
+    assert_eq!(out_of_scope["count"], 3);
+    for id in ["N01", "N02", "N07"] {
+        let change = v["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["input"].as_str().unwrap().ends_with(&format!("#{id}")))
+            .unwrap_or_else(|| panic!("{id} changed"));
+        assert_eq!(change["category"][1], "out_of_scope", "{id}");
+        let removed = change["consult_triggers"]["removed"].as_array().unwrap();
+        assert!(
+            removed.iter().any(|t| t == "ECMO_ELIGIBLE"),
+            "{id}: {change}"
+        );
+    }
+    // The text form ends with the summary tables.
+    let out = lrt(&[
+        "rules",
+        "diff",
+        "0.1.0",
+        "0.2.0",
+        "--cases",
+        path.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("11 inputs, 9 changed"), "{text}");
+    assert!(text.contains("| eligible | out_of_scope | 3 |"), "{text}");
+    // An unknown version is a bad input (exit 2) naming it.
+    let out = lrt(&[
+        "rules",
+        "diff",
+        "0.1.0",
+        "9.9.9",
+        "--cases",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("9.9.9"), "{}", stderr(&out));
+}

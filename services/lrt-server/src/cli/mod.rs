@@ -1,6 +1,7 @@
 //! Command-line interface: argument parsing and dispatch. Each subcommand has its own module.
 
 mod demo;
+mod diff;
 mod evaluate;
 mod live;
 mod rules;

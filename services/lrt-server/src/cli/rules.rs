@@ -24,6 +24,8 @@ pub enum Command {
         /// A rules root or one rule-set version folder.
         dir: Option<PathBuf>,
     },
+    /// Evaluate two versions on the same inputs and print what changes.
+    Diff(super::diff::Args),
 }
 
 fn is_root(dir: &Path) -> bool {
@@ -60,6 +62,7 @@ fn describe(rs: &RuleSet) -> serde_json::Value {
 
 pub fn run(ctx: &Ctx, cmd: Command) -> Result<ExitCode, CliError> {
     match cmd {
+        Command::Diff(args) => super::diff::run(ctx, args),
         Command::Check { dir } => {
             let dir = dir.unwrap_or_else(|| ctx.rules_dir.clone());
             let all = load_all(&dir)?;

@@ -1,0 +1,142 @@
+//! Rule set 0.2.0 on real EHR data (issue 12): every MIMIC-IV demo patient replayed at each of
+//! their arterial blood gases, as a hospital would see it, with the safety properties of the
+//! clinical lead's decisions (knowledge base §9) asserted on every evaluation:
+//!
+//! * every evaluation that meets the §3.3 prone physiology (intubated, P/F < 150, FiO2 ≥ 0.6,
+//!   PEEP ≥ 5) without a documented contraindication or ongoing prone session recommends
+//!   `PRONE_POSITIONING` (§9 D4);
+//! * no ECMO consult trigger for a patient not known to be intubated, under 18, or on
+//!   extracorporeal support (§9 D1, D2);
+//! * no `eligible` / `borderline` without a valid paired P/F, unless EOLIA C3 is met by the
+//!   blood gas itself (§9 D3).
+//!
+//! It prints how many evaluations would be actionable (what patient-view would answer a card for
+//! once §9 D12's "no card when nothing is actionable" is in place).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use lrt_engine::assessment::{CriterionValue, Explanation};
+use lrt_engine::concept::Concept;
+use lrt_engine::testing::{repo_root, shared_dir};
+use lrt_engine::{Assessment, RuleSet};
+use lrt_fhir::{Collected, MapOptions};
+
+fn criterion<'a>(e: &'a Explanation, fact: &str) -> Option<&'a CriterionValue> {
+    e.criteria
+        .iter()
+        .find(|c| &*c.fact == fact)
+        .map(|c| &c.value)
+}
+
+fn number(v: Option<&CriterionValue>) -> Option<f64> {
+    match v {
+        Some(CriterionValue::Number(x)) => Some(*x),
+        _ => None,
+    }
+}
+
+fn boolean(v: Option<&CriterionValue>) -> Option<bool> {
+    match v {
+        Some(CriterionValue::Boolean(b)) => Some(*b),
+        _ => None,
+    }
+}
+
+/// The §3.3 physiology, read from the inputs the prone rule saw (thresholds from §3.3).
+fn meets_prone_physiology(a: &Assessment) -> bool {
+    let Some(e) = a
+        .explanations
+        .iter()
+        .find(|e| &*e.rule == "prone_recommended")
+    else {
+        return false;
+    };
+    boolean(criterion(e, "intubated")) == Some(true)
+        && number(criterion(e, "pf_ratio")).is_some_and(|x| x < 150.0)
+        && number(criterion(e, "fio2")).is_some_and(|x| x >= 0.6)
+        && number(criterion(e, "peep")).is_some_and(|x| x >= 5.0)
+        && boolean(criterion(e, "currently_prone")) != Some(true)
+        && boolean(criterion(e, "prone_contraindication")) != Some(true)
+}
+
+#[test]
+fn every_mimic_blood_gas_under_0_2_0_keeps_the_section_9_safety_properties() {
+    let rules = RuleSet::load(&repo_root().join("rules/lrt-ruleset/0.2.0")).unwrap();
+    let path =
+        shared_dir().join("data/mimic-iv-demo-fhir/mimic-iv-demo-icu-resp.transactions.ndjson");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let far: DateTime<Utc> = "2999-01-01T00:00:00Z".parse().unwrap();
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut categories: BTreeMap<String, usize> = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let mut collected = Collected::default();
+        collected.add(lrt_fhir::parse(line).unwrap());
+        for patient in collected.patient_ids() {
+            let opts = MapOptions {
+                searched: collected.present_kinds(&patient),
+                warn_other_patients: false,
+            };
+            let all = lrt_fhir::build_snapshot(&rules, &collected, &patient, far, opts);
+            let mut times: Vec<DateTime<Utc>> = all
+                .observations
+                .iter()
+                .filter(|o| {
+                    rules
+                        .concept_of(&o.system, &o.code)
+                        .is_some_and(|m| m.concept == Concept::Pao2)
+                })
+                .map(|o| o.effective)
+                .collect();
+            times.sort();
+            times.dedup();
+            for now in times {
+                let snapshot = lrt_fhir::build_snapshot(&rules, &collected, &patient, now, opts);
+                let a = lrt_engine::evaluate(&rules, &snapshot, now);
+                let at = format!("{patient}@{now}");
+                *counts.entry("evaluations").or_default() += 1;
+                let category = a.ecmo_category.as_deref().unwrap_or("none");
+                *categories.entry(category.to_string()).or_default() += 1;
+                let recs: Vec<&str> = a.recommendations.iter().map(|r| &**r).collect();
+                if meets_prone_physiology(&a) {
+                    *counts.entry("prone physiology").or_default() += 1;
+                    assert!(recs.contains(&"PRONE_POSITIONING"), "{at}: {recs:?}");
+                }
+                let ecmo_trigger = a
+                    .consult_triggers
+                    .iter()
+                    .any(|t| t.code.starts_with("ECMO_"));
+                if ecmo_trigger || recs.contains(&"ECMO_CENTER_CONSULT") {
+                    *counts.entry("ECMO consult").or_default() += 1;
+                    let c = &snapshot.context;
+                    assert_eq!(c.intubated, Some(true), "{at}: not known to be intubated");
+                    assert!(
+                        snapshot.patient.age_years.is_none_or(|y| y >= 18),
+                        "{at}: a child"
+                    );
+                    assert_ne!(c.on_extracorporeal_support, Some(true), "{at}: on support");
+                }
+                if matches!(category, "eligible" | "borderline") {
+                    assert!(
+                        a.pf_ratio.is_some() || a.eolia.c3,
+                        "{at}: {category} without a valid paired P/F"
+                    );
+                }
+                let data_request =
+                    |r: &&str| matches!(*r, "OBTAIN_ABG_WITH_FIO2" | "DOCUMENT_FIO2_FOR_ABG");
+                let actionable = matches!(category, "eligible" | "borderline" | "ineligible")
+                    || recs.iter().any(|r| !data_request(r));
+                if actionable {
+                    *counts.entry("actionable").or_default() += 1;
+                }
+            }
+        }
+    }
+    let n = counts["evaluations"];
+    eprintln!(
+        "MIMIC replay under 0.2.0: {counts:?}; categories {categories:?}; patient-view would answer a card for {:.1} % of evaluations (no card when nothing is actionable, §9 D12)",
+        100.0 * counts.get("actionable").copied().unwrap_or(0) as f64 / n as f64
+    );
+    assert_eq!(n, 706, "every arterial blood gas of the demo");
+    assert!(counts["prone physiology"] > 0, "the property was exercised");
+}
