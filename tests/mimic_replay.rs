@@ -8,7 +8,8 @@
 //! * no ECMO consult trigger for a patient not known to be intubated, under 18, or on
 //!   extracorporeal support (§9 D1, D2);
 //! * no `eligible` / `borderline` without a valid paired P/F, unless EOLIA C3 is met by the
-//!   blood gas itself (§9 D3).
+//!   blood gas itself (§9 D3);
+//! * a PaO2 refused as implausible (§9 D8) gives no PaO2 and no P/F at its own blood gas.
 //!
 //! It prints how many evaluations would be actionable (what patient-view would answer a card for
 //! once §9 D12's "no card when nothing is actionable" is in place).
@@ -115,6 +116,17 @@ fn every_mimic_blood_gas_under_0_2_0_keeps_the_section_9_safety_properties() {
                         "{at}: a child"
                     );
                     assert_ne!(c.on_extracorporeal_support, Some(true), "{at}: on support");
+                }
+                // §9 D8: a refused gas at this time feeds nothing.
+                let stamp = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                let refused = a.data_quality.iter().any(|d| {
+                    (d.starts_with("implausible:pao2@") || d.starts_with("suspected_kpa_as_mmhg"))
+                        && d.ends_with(&stamp)
+                });
+                if refused {
+                    *counts.entry("refused PaO2").or_default() += 1;
+                    assert_eq!(a.pao2_mmhg, None, "{at}: a refused PaO2 was used");
+                    assert_eq!(a.pf_ratio, None, "{at}");
                 }
                 if matches!(category, "eligible" | "borderline") {
                     assert!(

@@ -37,6 +37,7 @@ pub mod eval;
 pub mod facts;
 pub mod json;
 pub mod physiology;
+pub mod plausibility;
 pub mod quality;
 pub mod rules_test;
 pub mod ruleset;
@@ -71,7 +72,8 @@ pub fn evaluate_traced(
     for item in &snapshot.data_quality {
         quality.push_raw(item);
     }
-    let timelines = timeline::Timelines::build(snapshot, rules, now, &mut quality);
+    let mut timelines = timeline::Timelines::build(snapshot, rules, now, &mut quality);
+    plausibility::refuse_implausible_gases(&mut timelines, rules, &mut quality);
     let gases = derive::blood_gases(&timelines, rules);
     let mut facts = facts::FactTable::new(rules.facts.len());
     derive::engine_facts(

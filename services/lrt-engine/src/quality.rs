@@ -66,6 +66,10 @@ impl DataQuality {
 /// Every warning code the engine can emit, with its meaning (for documentation and tests).
 pub const CODES: &[(&str, &str)] = &[
     (
+        "suspected_kpa_as_mmhg",
+        "PaO2 and PaCO2 of one blood gas both below the rule set's kPa bound (§9 D8): kPa sent as mmHg; both refused, no older value used",
+    ),
+    (
         "stale",
         "the latest value of a concept is older than its validity window; treated as missing",
     ),

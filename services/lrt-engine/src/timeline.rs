@@ -85,6 +85,9 @@ pub fn format_millis(t: Millis) -> String {
 pub enum SlotValue {
     Value(Normalised),
     Conflict,
+    /// A value refused as impossible physiology (§9 D8): unusable like a conflict, and no older
+    /// value stands in for it.
+    Refused,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -99,13 +102,13 @@ impl Slot {
     pub fn number(&self) -> Option<f64> {
         match self.value {
             SlotValue::Value(v) => v.as_number(),
-            SlotValue::Conflict => None,
+            SlotValue::Conflict | SlotValue::Refused => None,
         }
     }
     pub fn boolean(&self) -> Option<bool> {
         match self.value {
             SlotValue::Value(v) => v.as_bool(),
-            SlotValue::Conflict => None,
+            SlotValue::Conflict | SlotValue::Refused => None,
         }
     }
 }
@@ -245,11 +248,20 @@ impl Timelines {
         &self.series[concept.index()]
     }
 
+    /// Marks slot `index` of `concept` as refused (§9 D8).
+    pub(crate) fn refuse(&mut self, concept: Concept, index: usize) {
+        if let Some(s) = self.series[concept.index()].get_mut(index) {
+            s.value = SlotValue::Refused;
+        }
+    }
+
     /// The latest slot, judged against the validity window (`None` = unlimited).
     pub fn latest(&self, concept: Concept, now: Millis, window_ms: Option<f64>) -> Latest<'_> {
         match self.slots(concept).last() {
             None => Latest::Absent,
-            Some(s) if s.value == SlotValue::Conflict => Latest::Conflict(s),
+            Some(s) if matches!(s.value, SlotValue::Conflict | SlotValue::Refused) => {
+                Latest::Conflict(s)
+            }
             Some(s) if window_ms.is_some_and(|w| (now - s.time) as f64 > w) => Latest::Stale(s),
             Some(s) => Latest::Valid(s),
         }

@@ -285,13 +285,50 @@ pub(crate) fn compile(
             }
         }
     };
-    let engine = EngineParams {
+    let mut engine = EngineParams {
         fio2_pairing_ms: engine_param(&mut ctx, "fio2_pairing_window_min", "min"),
         blood_gas_match_ms: engine_param(&mut ctx, "blood_gas_match_window_min", "min"),
         challenge_window_ms: engine_param(&mut ctx, "challenge_window_h", "h"),
         challenge_min_dfio2: engine_param(&mut ctx, "challenge_min_dfio2", "1"),
         challenge_peep_tol: engine_param(&mut ctx, "challenge_peep_tol", "cm[H2O]"),
+        gas_plausibility: None,
     };
+    // §9 D8 (optional: versions before 0.2.0 do not define it): all six parameters or none.
+    const D8: [(&str, &str); 6] = [
+        ("pao2_min_mmhg", "mm[Hg]"),
+        ("paco2_min_mmhg", "mm[Hg]"),
+        ("kpa_suspect_max_mmhg", "mm[Hg]"),
+        ("alveolar_pio2_factor", "mm[Hg]"),
+        ("alveolar_rq", "1"),
+        ("alveolar_margin", "1"),
+    ];
+    let present = D8
+        .iter()
+        .filter(|(n, _)| param_index.contains_key(*n))
+        .count();
+    if present == D8.len() {
+        let v: Vec<f64> = D8
+            .iter()
+            .map(|(n, u)| engine_param(&mut ctx, n, u))
+            .collect();
+        engine.gas_plausibility = Some(super::GasPlausibility {
+            pao2_min: v[0],
+            paco2_min: v[1],
+            kpa_suspect_max: v[2],
+            alveolar_pio2_factor: v[3],
+            alveolar_rq: v[4],
+            alveolar_margin: v[5],
+        });
+    } else if present > 0 {
+        ctx.errors.push(
+            &dir_shown,
+            "/parameters",
+            format!(
+                "blood-gas plausibility (§9 D8) needs all of {} or none",
+                D8.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+            ),
+        );
+    }
 
     // --- Concepts (value sets) -------------------------------------------------------------
     let mut concepts: Vec<Option<ConceptConfig>> = vec![None; Concept::ALL.len()];

@@ -136,6 +136,26 @@ pub struct EngineParams {
     pub challenge_window_ms: f64,
     pub challenge_min_dfio2: f64,
     pub challenge_peep_tol: f64,
+    /// The blood-gas plausibility of knowledge base §9 D8, when the version defines its
+    /// parameters (0.2.0 on); `None` leaves blood gases to the concepts' plausible ranges.
+    pub gas_plausibility: Option<GasPlausibility>,
+}
+
+/// §9 D8: blood gases that cannot be physiological are refused (all in mm[Hg] but the factors).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GasPlausibility {
+    /// `pao2_min_mmhg`: a PaO2 below it is refused.
+    pub pao2_min: f64,
+    /// `paco2_min_mmhg`: a PaCO2 below it is refused.
+    pub paco2_min: f64,
+    /// `kpa_suspect_max_mmhg`: PaO2 and PaCO2 of one gas both below it: kPa sent as mm[Hg].
+    pub kpa_suspect_max: f64,
+    /// `alveolar_pio2_factor` (mm[Hg]): inspired PO2 = FiO2 × this (sea level, 37 °C).
+    pub alveolar_pio2_factor: f64,
+    /// `alveolar_rq`: the respiratory quotient of the alveolar gas equation.
+    pub alveolar_rq: f64,
+    /// `alveolar_margin`: a PaO2 above the alveolar PO2 by more than this fraction is refused.
+    pub alveolar_margin: f64,
 }
 
 #[derive(Debug, Clone)]
