@@ -343,3 +343,29 @@ fn supersedes_names_another_concept() {
         "\"sa02\" is not another concept",
     );
 }
+
+/// Issue 12: a misspelt `group:` made its rule silently do nothing (the contraindication never
+/// counted) and every check and test still passed.
+#[test]
+fn a_group_that_is_written_but_never_read_is_refused_with_a_suggestion() {
+    let e = errors_after(
+        "ecmo.yaml",
+        "    group: relative_contraindication\n    reason: \"relative_ci:bmi_gt_45\"",
+        "    group: relative_contraindications\n    reason: \"relative_ci:bmi_gt_45\"",
+    );
+    assert_one(
+        &e,
+        "ecmo.yaml: /rules/",
+        "rule relative_ci_bmi: group \"relative_contraindications\" is written but never read",
+    );
+    assert_one(
+        &e,
+        "ecmo.yaml: /rules/",
+        "did you mean \"relative_contraindication\"",
+    );
+    assert!(
+        e.iter()
+            .all(|m| m.contains("/group: ") && m.contains("help:")),
+        "{e:#?}"
+    );
+}

@@ -915,6 +915,52 @@ pub(crate) fn compile(
             d
         })
         .collect();
+    // Every group that a rule writes must be read (`group_fired` or `reasons_from`): a misspelt
+    // `group:` would otherwise make its rules silently do nothing.
+    let mut read_anywhere = vec![false; groups.len()];
+    for node in &nodes {
+        let mut read_groups = Vec::new();
+        match &node.kind {
+            NodeKind::Classification(c) => {
+                for case in &c.cases {
+                    case.when.groups(&mut read_groups);
+                    read_groups.extend(&case.outcome.reasons_from);
+                }
+                read_groups.extend(&c.otherwise.reasons_from);
+            }
+            NodeKind::Rule(r) => r.when.groups(&mut read_groups),
+            NodeKind::Series(_) | NodeKind::Score(_) => {}
+        }
+        for g in read_groups {
+            read_anywhere[g] = true;
+        }
+    }
+    let unread: Vec<RuleError> = groups
+        .iter()
+        .zip(&read_anywhere)
+        .filter(|(_, read)| !**read)
+        .filter_map(|(g, _)| {
+            let first = nodes.get(*g.rules.first()?)?;
+            let read_names = groups
+                .iter()
+                .zip(&read_anywhere)
+                .filter(|(_, r)| **r)
+                .map(|(o, _)| o.name.as_str());
+            Some(RuleError {
+                file: first.file.clone(),
+                pointer: format!("{}/group", first.pointer),
+                message: format!(
+                    "rule {}: group {:?} is written but never read by `group_fired` or `reasons_from`{}, so the rule changes nothing. help: use a group that a classification or rule reads, or read this one",
+                    first.id,
+                    g.name,
+                    super::condition::suggest(&g.name, read_names)
+                ),
+            })
+        })
+        .collect();
+    if !unread.is_empty() {
+        return Err(RuleSetError { errors: unread });
+    }
     let order = match topological_order(&deps) {
         Ok(order) => order,
         Err(cycle) => {
