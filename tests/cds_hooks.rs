@@ -1066,3 +1066,32 @@ async fn nul_characters_are_refused_naming_the_field() {
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     assert!(outcome_text(&res.json().await.unwrap()).contains("`patient`"));
 }
+
+/// Issue 8: while PostgreSQL (the `jti` replay store) cannot answer, a valid JWT was answered 401
+/// with no body, so a client believed its credentials were wrong. It is a 503 OperationOutcome
+/// with `Retry-After`; a forged token is still a bare 401 (it fails before the store).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_replay_store_down_is_503_not_401() {
+    let s = setup().await;
+    // The app's pool is this pool: closing it is the database becoming unreachable for the app.
+    s.app.pool.close().await;
+    let request = mimic_request("mimic-10037975");
+    let token = s.client.token(&s.aud(PV));
+    let res = s
+        .app
+        .http
+        .post(s.app.url(PV))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(request.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(res.headers().contains_key("retry-after"));
+    let body: Value = res.json().await.unwrap();
+    assert!(outcome_text(&body).contains("retry"), "{body}");
+    let (status, body) = s.post_with(PV, &request, Some("not.a.jwt")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body, Value::Null);
+}

@@ -19,7 +19,7 @@ pub enum Rejection {
     #[error("token too large")]
     TooLarge,
     /// Not a compact JWS of three base64url parts with JSON header and claims, or a claim of
-    /// the wrong JSON type, or an out-of-range time, or a `jti` over 255 bytes.
+    /// the wrong JSON type, or an out-of-range time, or a `jti` over 255 bytes or holding NUL.
     #[error("malformed token")]
     Malformed,
     /// `alg` is `none` (R201).

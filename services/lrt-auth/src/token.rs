@@ -133,7 +133,13 @@ pub(crate) fn decode(token: &str) -> Result<Unverified<'_>, Rejection> {
     }
     let header: Header = decode_json(header)?;
     let claims: Claims = decode_json(payload)?;
-    if claims.jti.as_ref().is_some_and(|j| j.len() > MAX_JTI_BYTES) {
+    // A `jti` a replay store cannot key (too long, or holding NUL, which PostgreSQL refuses in
+    // text) is a malformed token, not a store failure.
+    if claims
+        .jti
+        .as_ref()
+        .is_some_and(|j| j.len() > MAX_JTI_BYTES || j.contains('\0'))
+    {
         return Err(Rejection::Malformed);
     }
     let signing_input = &token[..token.len() - signature.len() - 1];

@@ -546,6 +546,8 @@ async fn rejects_malformed_tokens() {
         format!("{h}.{}.{signature}", b64(r#"{"exp": "tomorrow"}"#)),
         format!("{h}.{}.{signature}", b64(r#"{"iss":"a","iss":"b"}"#)),
         rs384(&claims_with(json!({ "jti": "j".repeat(256) }))),
+        // A NUL cannot be a replay-store key (PostgreSQL text): malformed, not "store down".
+        rs384(&claims_with(json!({ "jti": "a\u{0}b" }))),
     ];
     for token in &cases {
         assert_eq!(

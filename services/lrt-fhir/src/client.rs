@@ -6,9 +6,11 @@
 //!   output or in a log.
 //! * 5xx, 429 and connection errors are retried with an exponential backoff and jitter,
 //!   honouring `Retry-After` (in seconds, capped) on 429/503; timeouts and other 4xx are not.
-//! * Search pages are only followed on the base's own origin (scheme, host and port): a `next`
-//!   link elsewhere is refused ([`FhirError::ForeignNextLink`]), and so are redirects elsewhere,
-//!   so the client cannot be steered to another server (SSRF) with the token.
+//! * Search pages and redirects are only followed under the base (its origin — scheme, host and
+//!   port — and its path): a `next` link elsewhere is refused ([`FhirError::ForeignNextLink`]),
+//!   a redirect elsewhere is not followed, and a read whose id or path would climb out of the
+//!   base (`..`, `%2E%2E`) is refused before it is sent ([`FhirError::OutsideBase`]), so the
+//!   client cannot be steered to another server or path (SSRF) with the token.
 //! * Bodies are read by [`crate::bundle::parse`], one resource at a time.
 
 use std::fmt;
@@ -28,6 +30,12 @@ const FHIR_JSON: &str = "application/fhir+json";
 const RETRY_AFTER_CAP: Duration = Duration::from_secs(2);
 /// The longest backoff step before jitter (so a large configured backoff cannot overflow).
 const BACKOFF_CAP: Duration = Duration::from_secs(30);
+/// Whether `url` lies under `base`: same origin, and its path starts with the base's path (which
+/// ends with `/`). URLs are compared after parsing, where dot segments are already resolved.
+fn within(base: &Url, url: &Url) -> bool {
+    url.origin() == base.origin() && url.path().starts_with(base.path())
+}
+
 /// Same-origin redirects followed before giving up.
 const MAX_REDIRECTS: usize = 5;
 
@@ -120,6 +128,15 @@ pub enum FhirError {
         url: String,
         /// The transport error, with its causes.
         message: String,
+    },
+    /// A request would leave the configured base (a `..` id or reference, a path outside the
+    /// base): refused before anything is sent, so no token goes anywhere else.
+    #[error("{what}: outside the FHIR base {base}; not requested")]
+    OutsideBase {
+        /// What was asked for (`Patient/..`).
+        what: String,
+        /// The configured base URL.
+        base: String,
     },
     /// A 2xx answer whose body is not FHIR JSON.
     #[error("{url}: {source}")]
@@ -281,9 +298,11 @@ impl FhirClient {
         }
 
         install_crypto_provider();
-        let origin = base.origin();
+        // Redirects are followed only inside the base (same origin and path), so the bearer
+        // token never travels to another server or another path of the same one.
+        let allowed = base.clone();
         let redirects = reqwest::redirect::Policy::custom(move |attempt| {
-            if attempt.previous().len() > MAX_REDIRECTS || attempt.url().origin() != origin {
+            if attempt.previous().len() > MAX_REDIRECTS || !within(&allowed, attempt.url()) {
                 attempt.stop()
             } else {
                 attempt.follow()
@@ -321,6 +340,15 @@ impl FhirClient {
     /// `GET [base]/{resource_type}/{id}`. A 2xx OperationOutcome is returned as the Payload's
     /// `outcome`.
     pub async fn read(&self, resource_type: &str, id: &str) -> Result<Payload, FhirError> {
+        // A FHIR type is letters; an id is never a dot segment (the URL parser would turn
+        // `%2E%2E` back into `..` and climb out of the base).
+        let dots = |s: &str| s.trim_matches('.').is_empty();
+        if !resource_type.chars().all(|c| c.is_ascii_alphabetic()) || id.is_empty() || dots(id) {
+            return Err(FhirError::OutsideBase {
+                what: format!("{resource_type}/{id}"),
+                base: self.base.to_string(),
+            });
+        }
         let url = self.join(&format!(
             "{}/{}",
             encode_segment(resource_type),
@@ -369,7 +397,7 @@ impl FhirClient {
                 next: next.clone(),
             };
             let next_url = self.base.join(&next).map_err(|_| foreign())?;
-            if next_url.origin() != self.base.origin() {
+            if !within(&self.base, &next_url) {
                 return Err(foreign());
             }
             url = next_url;
@@ -406,14 +434,22 @@ impl FhirClient {
             .map(|_| ())
     }
 
-    /// `[base]` joined with an encoded relative path.
+    /// `[base]` joined with an encoded relative path, which must stay under the base.
     fn join(&self, relative: &str) -> Result<Url, FhirError> {
-        self.base
+        let url = self
+            .base
             .join(relative)
             .map_err(|e| FhirError::InvalidBaseUrl {
                 url: self.base.to_string(),
                 reason: format!("cannot append {relative:?}: {e}"),
-            })
+            })?;
+        if !within(&self.base, &url) {
+            return Err(FhirError::OutsideBase {
+                what: relative.to_string(),
+                base: self.base.to_string(),
+            });
+        }
+        Ok(url)
     }
 
     /// A GET whose 2xx body is parsed as FHIR JSON.

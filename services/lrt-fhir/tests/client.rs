@@ -619,6 +619,59 @@ async fn read_ids_are_one_encoded_path_segment() {
     assert_eq!(seen.hits(), 1);
 }
 
+/// Issue 8: a redirect out of the base path (same host) was followed with the caller's token,
+/// and a `..` reference reached the server's root with the system token. Neither is requested.
+#[tokio::test]
+async fn redirects_and_dot_segments_never_leave_the_base_with_the_token() {
+    async fn redirect(State(seen): State<Seen>) -> Response {
+        seen.hit();
+        (
+            StatusCode::FOUND,
+            [(axum::http::header::LOCATION, "/admin/secret")],
+        )
+            .into_response()
+    }
+    async fn outside(State(seen): State<Seen>, headers: HeaderMap) -> Response {
+        seen.record(Method::GET, headers, Some("outside".into()));
+        fhir(StatusCode::OK, patient("p1"))
+    }
+    let seen = Seen::default();
+    let root = serve(
+        Router::new()
+            .route("/fhir/Patient/{id}", get(redirect))
+            .route("/admin/secret", get(outside))
+            .route("/", get(outside))
+            .route("/Patient", get(outside)),
+        &seen,
+    )
+    .await;
+    let c = client(&root, Some("tok"), fast());
+    let e = c.read("Patient", "p1").await.expect_err("not followed");
+    assert!(matches!(e, FhirError::Status { status: 302, .. }), "{e:?}");
+    for id in ["..", ".", "...", "%2E%2E"] {
+        let e = c.read("Patient", id).await;
+        if id == "%2E%2E" {
+            // An id with a percent sign is one encoded segment (`%252E%252E`), not a dot segment.
+            continue;
+        }
+        assert!(
+            matches!(e, Err(FhirError::OutsideBase { .. })),
+            "{id}: {e:?}"
+        );
+    }
+    let e = c.read("../..", "x").await;
+    assert!(matches!(e, Err(FhirError::OutsideBase { .. })), "{e:?}");
+    assert_eq!(
+        seen.hits(),
+        2,
+        "only `p1` and the literal `%2E%2E` id reached the server, both under /fhir/"
+    );
+    assert!(
+        seen.queries.lock().expect("queries").is_empty(),
+        "nothing outside /fhir/ was requested"
+    );
+}
+
 #[tokio::test]
 async fn fhir_json_headers_and_transaction() {
     async fn root_handler(

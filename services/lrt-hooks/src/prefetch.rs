@@ -276,6 +276,7 @@ fn reason_of(e: &FhirError) -> String {
         FhirError::Payload { .. } => "the answer is not FHIR JSON".into(),
         FhirError::TooManyPages { max, .. } => format!("more than {max} pages"),
         FhirError::ForeignNextLink { .. } => "a next link to another server was refused".into(),
+        FhirError::OutsideBase { .. } => "a request outside fhirServer was refused".into(),
     }
 }
 

@@ -4,7 +4,9 @@
 //! behind proxies), and the `jti` recorded once in PostgreSQL (shared by every replica).
 //!
 //! Any failure answers 401 with no detail; the reason goes to the `lrt_jwt_rejections_total`
-//! metric and to a log line with the issuer when known, never the token.
+//! metric and to a log line with the issuer when known, never the token. The one exception: when
+//! the `jti` replay store (PostgreSQL) cannot answer, the token was not judged, and the answer is
+//! 503 with `Retry-After`.
 
 use axum::http::{HeaderMap, header};
 use chrono::{DateTime, Utc};
@@ -68,6 +70,15 @@ pub async fn authenticate_any(
     };
     match verified {
         Ok(client) => Ok(Some(client)),
+        // The token may be fine: the service cannot check it now. A client must not believe
+        // its credentials are wrong (issue 8): 503 with Retry-After, not 401.
+        Err(lrt_auth::Rejection::ReplayStoreUnavailable) => {
+            metrics::counter!("lrt_jwt_rejections_total", "reason" => "replay_store_unavailable")
+                .increment(1);
+            Err(ApiError::Unavailable(
+                "the token replay store is unavailable; retry shortly".into(),
+            ))
+        }
         Err(rejection) => {
             let reason = rejection.reason();
             metrics::counter!("lrt_jwt_rejections_total", "reason" => reason).increment(1);
