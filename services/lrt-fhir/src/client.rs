@@ -166,6 +166,23 @@ pub enum FhirError {
 }
 
 impl FhirError {
+    /// What went wrong, without URL, query, ids or token: what logs and traces may carry (an
+    /// error's `Display` names the request, which can hold a patient id).
+    pub fn reason(&self) -> String {
+        match self {
+            FhirError::InvalidBaseUrl { .. } => "invalid FHIR base URL".into(),
+            FhirError::Status { status, .. } => format!("HTTP {status}"),
+            FhirError::Timeout { timeout_ms, .. } => format!("no answer within {timeout_ms} ms"),
+            FhirError::Connection { .. } => "connection failed".into(),
+            FhirError::Payload { .. } => "the answer is not FHIR JSON".into(),
+            FhirError::TooManyPages { max, .. } => format!("more than {max} pages"),
+            FhirError::ForeignNextLink { .. } => "a next link to another server was refused".into(),
+            FhirError::OutsideBase { .. } => "a request outside the FHIR base was refused".into(),
+        }
+    }
+}
+
+impl FhirError {
     /// The HTTP status of a [`FhirError::Status`] error.
     pub fn status(&self) -> Option<u16> {
         match self {

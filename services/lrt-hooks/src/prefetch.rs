@@ -270,13 +270,8 @@ fn describe(keys: &[String], sources: &BTreeMap<String, KeySource>) -> String {
 fn reason_of(e: &FhirError) -> String {
     match e {
         FhirError::InvalidBaseUrl { .. } => "invalid fhirServer URL".into(),
-        FhirError::Status { status, .. } => format!("HTTP {status}"),
-        FhirError::Timeout { timeout_ms, .. } => format!("no answer within {timeout_ms} ms"),
-        FhirError::Connection { .. } => "connection failed".into(),
-        FhirError::Payload { .. } => "the answer is not FHIR JSON".into(),
-        FhirError::TooManyPages { max, .. } => format!("more than {max} pages"),
-        FhirError::ForeignNextLink { .. } => "a next link to another server was refused".into(),
         FhirError::OutsideBase { .. } => "a request outside fhirServer was refused".into(),
+        other => other.reason(),
     }
 }
 

@@ -95,7 +95,7 @@ pub async fn run(state: &AppState, req: Request) -> Result<Outcome, ApiError> {
         if e.status() == Some(404) {
             ApiError::NotFound(format!("Patient/{} not found on the EHR", req.patient))
         } else {
-            tracing::warn!(error = %e, "EHR fetch failed");
+            tracing::warn!(reason = %e.reason(), "EHR fetch failed");
             ApiError::Unavailable("the EHR's FHIR server could not be read".into())
         }
     })?;

@@ -119,7 +119,7 @@ async fn patient_of(state: &AppState, reference: &str) -> Result<Option<String>,
         )));
     }
     let payload = ehr.client.read(rt, id).await.map_err(|e| {
-        tracing::warn!(error = %e, "subscription focus not readable");
+        tracing::warn!(reason = %e.reason(), "subscription focus not readable");
         ApiError::Unavailable("the notification's resource could not be read from the EHR".into())
     })?;
     Ok(payload.resources.iter().find_map(|r| match &r.record {
