@@ -153,6 +153,9 @@ async fn the_logs_of_real_traffic_hold_no_patient_id() {
             text.contains(id) || text.contains(number)
         })
         .collect();
-    assert!(leaked.is_empty(), "patient ids in the logs: {leaked:?}\n{text}");
+    assert!(
+        leaked.is_empty(),
+        "patient ids in the logs: {leaked:?}\n{text}"
+    );
     eprintln!("{lines} log lines captured, no patient id in them");
 }
