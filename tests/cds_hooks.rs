@@ -1004,6 +1004,34 @@ async fn hostile_prefetch_is_answered_and_the_service_stays_up() {
     assert_eq!(live.status(), StatusCode::OK);
 }
 
+/// Sends the headers of a POST announcing a body of `len` bytes, and reads the answer that comes
+/// before any of the body: (status, body text).
+async fn announce_body(app: &TestApp, path: &str, len: usize) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n",
+        app.addr
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut answer))
+        .await
+        .expect("an answer before the body")
+        .unwrap();
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
 /// Issue 8: the configured body limit (8 MiB by default) is the real one, and every error
 /// status a layer or axum answers (413, 405, 404) carries an OperationOutcome.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1014,11 +1042,12 @@ async fn body_limits_and_bare_errors_answer_an_operation_outcome() {
     r["prefetch"]["Patient"]["vendorNote"] = json!("x".repeat(3_000_000));
     let (status, body) = s.post(PV, &r).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    // 9 MiB: refused with an OperationOutcome.
-    let mut r = mimic_request("mimic-10037975");
-    r["prefetch"]["Patient"]["vendorNote"] = json!("x".repeat(9 * 1024 * 1024));
-    let (status, body) = s.post(PV, &r).await;
-    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    // 9 MiB: refused with an OperationOutcome from the declared length, before the body is
+    // read. (A client that keeps writing after the answer may see the connection closed: the
+    // request is sent here as a careful client would, headers first, and the answer read.)
+    let (status, body) = announce_body(&s.app, PV, 9 * 1024 * 1024).await;
+    assert_eq!(status, 413, "{body}");
+    let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
     assert!(
         outcome_text(&body).contains("larger than allowed"),
         "{body}"

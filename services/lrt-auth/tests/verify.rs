@@ -836,6 +836,39 @@ async fn rejects_a_jku_not_on_the_allow_list_without_fetching_it() {
     assert_eq!(server.total_hits(), 0);
 }
 
+/// Issue 8: the reference CDS Hooks sandbox signs ES384 with a `jku` header. With the issuer's
+/// key in its configured key file, the token is verified with that key, and the `jku` (not on
+/// any allow list, and unreachable offline) is neither fetched nor trusted. An unknown `kid`
+/// with the same `jku` is still refused.
+#[tokio::test]
+async fn a_kid_of_the_configured_key_file_wins_over_any_jku() {
+    let key = ec_key("sandbox-es384");
+    let server = JwksServer::start(&[&key]).await;
+    let keys = temp_file("sandbox-jwks.json", &json!({"keys": [key.jwk.clone()]}));
+    let mut issuer = TrustedIssuer::new(ISS);
+    issuer.jwks_file = Some(keys);
+    let verifier = Verifier::new(config(vec![issuer])).unwrap();
+    // The sandbox's own jku, and one on a reachable server: neither is fetched.
+    for jku in [
+        "https://sandbox.cds-hooks.org/.well-known/jwks.json".to_string(),
+        server.url("/jwks/keys.json"),
+    ] {
+        let client = verifier
+            .verify(&es384_jku(&key, &jku, &claims()), AUD)
+            .await
+            .unwrap_or_else(|e| panic!("{jku}: {e:?}"));
+        assert_eq!(client.iss, ISS);
+    }
+    assert_eq!(server.total_hits(), 0, "no jku was fetched");
+    let stranger = ec_key("not-in-the-file");
+    let token = es384_jku(
+        &stranger,
+        "https://sandbox.cds-hooks.org/.well-known/jwks.json",
+        &claims(),
+    );
+    assert_eq!(rejection(&verifier, &token).await, Rejection::JkuNotAllowed);
+}
+
 #[tokio::test]
 async fn an_issuer_with_only_a_jku_allow_list_needs_a_jku() {
     let key = ec_key("ehr-key-1");
