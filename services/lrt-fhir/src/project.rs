@@ -21,42 +21,45 @@
 
 use serde_json::{Map, Value};
 
+/// Members of an element: `(name, shape)`.
+type Members = &'static [(&'static str, Shape)];
+
 /// What a member holds.
 #[derive(Clone, Copy)]
 enum Shape {
     /// A FHIR primitive: a JSON string, number or boolean.
     Primitive,
-    /// A data type or backbone element: a JSON object with these members.
-    Complex(&'static [(&'static str, Shape)]),
+    /// A data type or backbone element: a JSON object with the members of these lists.
+    Complex(&'static [Members]),
     /// `contained`: resources, of which only a Medication is read.
     Contained,
 }
 
 use Shape::{Complex, Contained, Primitive};
 
-const CODING: Shape = Complex(&[
+const CODING: Shape = Complex(&[&[
     ("system", Primitive),
     ("version", Primitive),
     ("code", Primitive),
     ("display", Primitive),
-]);
-const CODEABLE_CONCEPT: Shape = Complex(&[("coding", CODING), ("text", Primitive)]);
-const REFERENCE: Shape = Complex(&[
+]]);
+const CODEABLE_CONCEPT: Shape = Complex(&[&[("coding", CODING), ("text", Primitive)]]);
+const REFERENCE: Shape = Complex(&[&[
     ("reference", Primitive),
     ("type", Primitive),
     ("display", Primitive),
-]);
-const QUANTITY: Shape = Complex(&[
+]]);
+const QUANTITY: Shape = Complex(&[&[
     ("value", Primitive),
     ("comparator", Primitive),
     ("unit", Primitive),
     ("system", Primitive),
     ("code", Primitive),
-]);
-const PERIOD: Shape = Complex(&[("start", Primitive), ("end", Primitive)]);
-const RANGE: Shape = Complex(&[("low", QUANTITY), ("high", QUANTITY)]);
-const RATIO: Shape = Complex(&[("numerator", QUANTITY), ("denominator", QUANTITY)]);
-const SAMPLED_DATA: Shape = Complex(&[
+]]);
+const PERIOD: Shape = Complex(&[&[("start", Primitive), ("end", Primitive)]]);
+const RANGE: Shape = Complex(&[&[("low", QUANTITY), ("high", QUANTITY)]]);
+const RATIO: Shape = Complex(&[&[("numerator", QUANTITY), ("denominator", QUANTITY)]]);
+const SAMPLED_DATA: Shape = Complex(&[&[
     ("origin", QUANTITY),
     ("period", Primitive),
     ("factor", Primitive),
@@ -64,56 +67,35 @@ const SAMPLED_DATA: Shape = Complex(&[
     ("upperLimit", Primitive),
     ("dimensions", Primitive),
     ("data", Primitive),
-]);
+]]);
 /// Only the event times; a `repeat` schedule carries no time the snapshot can use.
-const TIMING: Shape = Complex(&[("event", Primitive)]);
+const TIMING: Shape = Complex(&[&[("event", Primitive)]]);
 
 /// `Observation.value[x]` and `Observation.component.value[x]`.
-macro_rules! observation_values {
-    () => {
-        [
-            ("valueQuantity", QUANTITY),
-            ("valueCodeableConcept", CODEABLE_CONCEPT),
-            ("valueString", Primitive),
-            ("valueBoolean", Primitive),
-            ("valueInteger", Primitive),
-            ("valueRange", RANGE),
-            ("valueRatio", RATIO),
-            ("valueSampledData", SAMPLED_DATA),
-            ("valueTime", Primitive),
-            ("valueDateTime", Primitive),
-            ("valuePeriod", PERIOD),
-        ]
-    };
-}
+const OBSERVATION_VALUES: Members = &[
+    ("valueQuantity", QUANTITY),
+    ("valueCodeableConcept", CODEABLE_CONCEPT),
+    ("valueString", Primitive),
+    ("valueBoolean", Primitive),
+    ("valueInteger", Primitive),
+    ("valueRange", RANGE),
+    ("valueRatio", RATIO),
+    ("valueSampledData", SAMPLED_DATA),
+    ("valueTime", Primitive),
+    ("valueDateTime", Primitive),
+    ("valuePeriod", PERIOD),
+];
 
-const OBSERVATION_COMPONENT: Shape = Complex(&{
-    let v = observation_values!();
-    [
-        ("code", CODEABLE_CONCEPT),
-        v[0],
-        v[1],
-        v[2],
-        v[3],
-        v[4],
-        v[5],
-        v[6],
-        v[7],
-        v[8],
-        v[9],
-        v[10],
-    ]
-});
+const OBSERVATION_COMPONENT: Shape = Complex(&[&[("code", CODEABLE_CONCEPT)], OBSERVATION_VALUES]);
 
-const PATIENT: &[(&str, Shape)] = &[
+const PATIENT: Members = &[
     ("id", Primitive),
     ("gender", Primitive),
     ("birthDate", Primitive),
 ];
 
-const OBSERVATION: &[(&str, Shape)] = &{
-    let v = observation_values!();
-    [
+const OBSERVATION: &[Members] = &[
+    &[
         ("id", Primitive),
         ("status", Primitive),
         ("code", CODEABLE_CONCEPT),
@@ -123,22 +105,12 @@ const OBSERVATION: &[(&str, Shape)] = &{
         ("effectiveTiming", TIMING),
         ("effectiveInstant", Primitive),
         ("issued", Primitive),
-        v[0],
-        v[1],
-        v[2],
-        v[3],
-        v[4],
-        v[5],
-        v[6],
-        v[7],
-        v[8],
-        v[9],
-        v[10],
         ("component", OBSERVATION_COMPONENT),
-    ]
-};
+    ],
+    OBSERVATION_VALUES,
+];
 
-const CONDITION: &[(&str, Shape)] = &[
+const CONDITION: Members = &[
     ("id", Primitive),
     ("clinicalStatus", CODEABLE_CONCEPT),
     ("verificationStatus", CODEABLE_CONCEPT),
@@ -152,7 +124,7 @@ const CONDITION: &[(&str, Shape)] = &[
     ("recordedDate", Primitive),
 ];
 
-const PROCEDURE: &[(&str, Shape)] = &[
+const PROCEDURE: Members = &[
     ("id", Primitive),
     ("status", Primitive),
     ("code", CODEABLE_CONCEPT),
@@ -164,7 +136,7 @@ const PROCEDURE: &[(&str, Shape)] = &[
     ("performedRange", RANGE),
 ];
 
-const MEDICATION_ADMINISTRATION: &[(&str, Shape)] = &[
+const MEDICATION_ADMINISTRATION: Members = &[
     ("id", Primitive),
     ("contained", Contained),
     ("status", Primitive),
@@ -175,7 +147,7 @@ const MEDICATION_ADMINISTRATION: &[(&str, Shape)] = &[
     ("effectivePeriod", PERIOD),
 ];
 
-const MEDICATION_REQUEST: &[(&str, Shape)] = &[
+const MEDICATION_REQUEST: Members = &[
     ("id", Primitive),
     ("contained", Contained),
     ("status", Primitive),
@@ -186,9 +158,9 @@ const MEDICATION_REQUEST: &[(&str, Shape)] = &[
     ("authoredOn", Primitive),
 ];
 
-const MEDICATION: &[(&str, Shape)] = &[("id", Primitive), ("code", CODEABLE_CONCEPT)];
+const MEDICATION: Members = &[("id", Primitive), ("code", CODEABLE_CONCEPT)];
 
-const FLAG: &[(&str, Shape)] = &[
+const FLAG: Members = &[
     ("id", Primitive),
     ("status", Primitive),
     ("code", CODEABLE_CONCEPT),
@@ -196,31 +168,31 @@ const FLAG: &[(&str, Shape)] = &[
     ("period", PERIOD),
 ];
 
-const OPERATION_OUTCOME: &[(&str, Shape)] = &[
+const OPERATION_OUTCOME: Members = &[
     ("id", Primitive),
     (
         "issue",
-        Complex(&[
+        Complex(&[&[
             ("severity", Primitive),
             ("code", Primitive),
             ("details", CODEABLE_CONCEPT),
             ("diagnostics", Primitive),
-        ]),
+        ]]),
     ),
 ];
 
 /// The members read of each resource type the snapshot uses; `None` for every other type.
-fn resource_members(resource_type: &str) -> Option<&'static [(&'static str, Shape)]> {
+fn resource_members(resource_type: &str) -> Option<&'static [Members]> {
     Some(match resource_type {
-        "Patient" => PATIENT,
+        "Patient" => &[PATIENT],
         "Observation" => OBSERVATION,
-        "Condition" => CONDITION,
-        "Procedure" => PROCEDURE,
-        "MedicationAdministration" => MEDICATION_ADMINISTRATION,
-        "MedicationRequest" => MEDICATION_REQUEST,
-        "Medication" => MEDICATION,
-        "Flag" => FLAG,
-        "OperationOutcome" => OPERATION_OUTCOME,
+        "Condition" => &[CONDITION],
+        "Procedure" => &[PROCEDURE],
+        "MedicationAdministration" => &[MEDICATION_ADMINISTRATION],
+        "MedicationRequest" => &[MEDICATION_REQUEST],
+        "Medication" => &[MEDICATION],
+        "Flag" => &[FLAG],
+        "OperationOutcome" => &[OPERATION_OUTCOME],
         _ => return None,
     })
 }
@@ -276,12 +248,12 @@ pub fn project(resource: &Value) -> Result<Value, ShapeError> {
 
 fn complex(
     obj: &Map<String, Value>,
-    members: &[(&str, Shape)],
+    members: &[Members],
     path: &mut String,
     allow_contained: bool,
 ) -> Result<Map<String, Value>, ShapeError> {
     let mut out = Map::new();
-    for (name, shape) in members {
+    for (name, shape) in members.iter().copied().flatten() {
         let Some(v) = obj.get(*name) else { continue };
         let len = path.len();
         if !path.is_empty() {
@@ -357,7 +329,7 @@ fn single(
             if obj.get("resourceType").and_then(Value::as_str) != Some("Medication") {
                 return Ok(None);
             }
-            let mut out = complex(obj, MEDICATION, path, false)?;
+            let mut out = complex(obj, &[MEDICATION], path, false)?;
             out.insert("resourceType".into(), Value::String("Medication".into()));
             Ok(Some(Value::Object(out)))
         }

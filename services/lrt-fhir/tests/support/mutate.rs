@@ -163,15 +163,19 @@ fn pick<'a, T>(rng: &mut fastrand::Rng, items: &'a [T]) -> &'a T {
     &items[rng.usize(..items.len())]
 }
 
-/// A random object of the tree and one of its members (key), if any.
-fn some_member(rng: &mut fastrand::Rng, tree: &Value) -> Option<(Vec<Step>, String)> {
+/// The paths of every object below the root.
+fn object_paths(tree: &Value) -> Vec<Vec<Step>> {
     let mut all = Vec::new();
     containers(tree, &mut Vec::new(), &mut all);
-    let objects: Vec<_> = all
-        .into_iter()
+    all.into_iter()
         .filter(|(p, is_obj)| *is_obj && !p.is_empty())
         .map(|(p, _)| p)
-        .collect();
+        .collect()
+}
+
+/// A random object of the tree and one of its members (key), if any.
+fn some_member(rng: &mut fastrand::Rng, tree: &Value) -> Option<(Vec<Step>, String)> {
+    let objects = object_paths(tree);
     for _ in 0..20 {
         let path = pick(rng, &objects).clone();
         let mut probe = tree.clone();
@@ -188,13 +192,7 @@ fn some_member(rng: &mut fastrand::Rng, tree: &Value) -> Option<(Vec<Step>, Stri
 }
 
 fn some_object<'a>(rng: &mut fastrand::Rng, tree: &'a mut Value) -> &'a mut Map<String, Value> {
-    let mut all = Vec::new();
-    containers(tree, &mut Vec::new(), &mut all);
-    let objects: Vec<_> = all
-        .into_iter()
-        .filter(|(p, is_obj)| *is_obj && !p.is_empty())
-        .map(|(p, _)| p)
-        .collect();
+    let objects = object_paths(tree);
     let path = pick(rng, &objects).clone();
     at(tree, &path).as_object_mut().expect("an object path")
 }
