@@ -25,6 +25,7 @@
 //! | `imprecise_birth_date` | `imprecise_birth_date:1970 (age read as 54, the lowest it can be)` | a partial birth date; the age is the lowest it allows |
 //! | `other_patient` | `other_patient:3 resources of other patients ignored` | a search or prefetch returned resources of other patients; never used (not reported for multi-patient Bundle files) |
 //! | `operation_outcome` | `operation_outcome:warning too-costly: result truncated` | an OperationOutcome came with the data; its issues, joined by `; ` |
+//! | `truncated` | `truncated:Observation (the first 20000 of 100000; no further page read)` | a search reached the client's `max_resources`; the newest resources are kept (searches ask for newest first) |
 //! | `fetch_failed` | `fetch_failed:Condition (HTTP 500)` | a Condition, Procedure, MedicationAdministration/Request or Flag search failed (`HTTP <status>` or `no answer`); that kind counts as not searched, so its context flags stay unknown |
 //!
 //! The same codes are listed for rule authors in `rules/README.md` (section 7.2).

@@ -53,16 +53,21 @@ pub struct ClientConfig {
     /// The most pages a search may fetch; a search needing more fails with
     /// [`FhirError::TooManyPages`] (default 50).
     pub max_pages: usize,
+    /// The most resources a search keeps (default 20,000). Past it no further page is fetched
+    /// and the payload carries the warning `truncated:<type> (...)`: searches ask for the newest
+    /// first, so what is kept is the newest data, and the snapshot says that it was cut.
+    pub max_resources: usize,
 }
 
 impl Default for ClientConfig {
-    /// 5 s timeout, 2 retries, 100 ms first backoff, 50 pages.
+    /// 5 s timeout, 2 retries, 100 ms first backoff, 50 pages, 20,000 resources.
     fn default() -> Self {
         ClientConfig {
             timeout: Duration::from_secs(5),
             retries: 2,
             backoff: Duration::from_millis(100),
             max_pages: 50,
+            max_resources: 20_000,
         }
     }
 }
@@ -409,6 +414,16 @@ impl FhirClient {
                 merged.outcome.get_or_insert_with(Vec::new).extend(issues);
             }
             let Some(next) = page.next else { break };
+            if merged.resources.len() >= self.config.max_resources {
+                let of = merged
+                    .total
+                    .map_or_else(|| "more".to_string(), |t| t.to_string());
+                merged.warnings.push(format!(
+                    "truncated:{resource_type} (the first {} of {of}; no further page read)",
+                    merged.resources.len()
+                ));
+                break;
+            }
             let foreign = || FhirError::ForeignNextLink {
                 url: format!("GET {url}"),
                 next: next.clone(),

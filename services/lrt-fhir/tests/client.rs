@@ -21,6 +21,7 @@ fn fast() -> ClientConfig {
         retries: 2,
         backoff: Duration::from_millis(5),
         max_pages: 50,
+        max_resources: 20_000,
     }
 }
 
@@ -496,6 +497,45 @@ async fn endless_paging_stops_at_max_pages() {
     assert!(matches!(e, FhirError::TooManyPages { max: 3, .. }), "{e:?}");
     assert_eq!(seen.hits(), 3);
     assert!(e.to_string().contains("more than 3 pages"), "{e}");
+}
+
+/// Issue 8: a patient with 100,000 Observations made the fallback read them all (6.7 s, 65 ->
+/// 342 MB). A search keeps at most `max_resources` (newest first) and says that it was cut.
+#[tokio::test]
+async fn a_search_stops_at_max_resources_and_says_so() {
+    async fn many(State(seen): State<Seen>, RawQuery(q): RawQuery) -> Response {
+        let n = seen.hit();
+        let _ = q;
+        let page: Vec<Value> = (0..10).map(|i| observation(&format!("o{n}-{i}"))).collect();
+        fhir(
+            StatusCode::OK,
+            searchset(
+                Some(100_000),
+                page,
+                Some(format!("Observation?page={}", n + 2)),
+            ),
+        )
+    }
+    let seen = Seen::default();
+    let root = serve(Router::new().route("/fhir/Observation", get(many)), &seen).await;
+    let c = client(
+        &root,
+        None,
+        ClientConfig {
+            max_resources: 25,
+            ..fast()
+        },
+    );
+    let p = c
+        .search("Observation", &params(&[("patient", "p1")]))
+        .await
+        .expect("a truncated payload, not an error");
+    assert_eq!(seen.hits(), 3, "pages of 10: the third reaches 25");
+    assert_eq!(p.resources.len(), 30);
+    assert_eq!(
+        p.warnings,
+        vec!["truncated:Observation (the first 30 of 100000; no further page read)"]
+    );
 }
 
 #[tokio::test]

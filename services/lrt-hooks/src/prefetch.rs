@@ -133,6 +133,7 @@ impl Default for PrefetchConfig {
                 retries: 1,
                 backoff: Duration::from_millis(50),
                 max_pages: 20,
+                max_resources: ClientConfig::default().max_resources,
             },
             key_timeout: Duration::from_secs(3),
         }

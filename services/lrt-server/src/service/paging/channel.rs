@@ -142,6 +142,7 @@ fn fhir(c: &FhirChannelConfig) -> Result<FhirChannel, ChannelSetupError> {
             retries: 0,
             backoff: Duration::from_millis(100),
             max_pages: 1,
+            max_resources: ClientConfig::default().max_resources,
         },
     )
     .map_err(|e| ChannelSetupError::Fhir(e.to_string()))?;
