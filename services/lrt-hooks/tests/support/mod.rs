@@ -207,6 +207,7 @@ pub fn fast_config() -> PrefetchConfig {
             retries: 0,
             backoff: Duration::from_millis(5),
             max_pages: 10,
+            ..lrt_fhir::ClientConfig::default()
         },
         key_timeout: Duration::from_millis(800),
     }

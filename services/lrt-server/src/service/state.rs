@@ -117,6 +117,7 @@ impl AppState {
                 retries: 1,
                 backoff: std::time::Duration::from_millis(50),
                 max_pages: 20,
+                ..ClientConfig::default()
             },
             key_timeout: config.limits.fhir_timeout() + config.limits.fhir_timeout() / 2,
         };
