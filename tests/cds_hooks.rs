@@ -495,6 +495,17 @@ async fn every_jwt_rejection_of_section_h_is_a_bare_401() {
         .await
         .unwrap();
     assert!(metrics.contains("lrt_jwt_rejections_total"), "{metrics}");
+    assert!(
+        metrics.contains("status=\"401\""),
+        "401s are counted in lrt_hook_calls_total: {metrics}"
+    );
+    // Issue 8: unauthenticated calls are counted, never written to the database.
+    let unauthenticated: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM hook_call WHERE status = 401")
+            .fetch_one(&s.app.pool)
+            .await
+            .unwrap();
+    assert_eq!(unauthenticated, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
