@@ -511,9 +511,18 @@ impl Mapper<'_> {
                 .clinical_status
                 .as_deref()
                 .is_none_or(|s| matches!(s, "active" | "recurrence" | "relapse"));
+            let dated = condition_date(c);
+            let recent = |days: f64| {
+                dated.is_some_and(|d| {
+                    (self.now - d).num_milliseconds() as f64 <= days * 86_400_000.0
+                })
+            };
             let targets: Vec<ContextTarget> = self
                 .sets(ResourceKind::Conditions)
-                .filter(|s| (active || s.include_resolved) && any_match(s, &c.codings))
+                .filter(|s| {
+                    (active || s.include_resolved || s.resolved_within_days.is_some_and(recent))
+                        && any_match(s, &c.codings)
+                })
                 .map(|s| s.target)
                 .collect();
             for t in targets {

@@ -571,3 +571,89 @@ fn an_operation_outcome_is_not_data() {
         Err(lrt_fhir::PayloadError::NotAResource)
     ));
 }
+
+/// Rule set 0.2.0's code sets (knowledge base §9 D2, D5, D9) read from FHIR.
+fn snapshot_0_2_0(resources: Vec<Value>) -> PatientSnapshot {
+    let rules =
+        RuleSet::load(&lrt_engine::testing::repo_root().join("rules/lrt-ruleset/0.2.0")).unwrap();
+    let mut c = Collected::default();
+    c.add(lrt_fhir::parse(&bundle(resources)).unwrap());
+    lrt_fhir::build_snapshot(
+        &rules,
+        &c,
+        "p1",
+        now(),
+        MapOptions {
+            searched: Searched::ALL,
+            warn_other_patients: true,
+        },
+    )
+}
+
+#[test]
+fn rule_set_0_2_0_code_sets_follow_the_section_9_decisions() {
+    let with_onset = |mut c: Value, onset: &str| {
+        c["onsetDateTime"] = json!(onset);
+        c
+    };
+    // D9: a resolved intracranial haemorrhage counts within 30 days of its onset, not after.
+    let recent = with_onset(
+        condition("ich", ICD10, "I61.9", "resolved"),
+        "2025-02-01T12:00:00Z",
+    );
+    let s = snapshot_0_2_0(vec![patient(), recent]);
+    assert_eq!(s.context.intracranial_hemorrhage, Some(true), "28 days ago");
+    let old = with_onset(
+        condition("ich", ICD10, "I61.9", "resolved"),
+        "2025-01-29T11:59:00Z",
+    );
+    let s = snapshot_0_2_0(vec![patient(), old]);
+    assert_eq!(
+        s.context.intracranial_hemorrhage,
+        Some(false),
+        "31 days ago"
+    );
+    // D9: basal-cell carcinoma (C44) is not immunocompromise; a lymphoma is. J96.2x is not
+    // home oxygen; Z99.81 is.
+    let s = snapshot_0_2_0(vec![
+        patient(),
+        condition("bcc", ICD10, "C44.91", "active"),
+        condition("arf", ICD10, "J96.21", "active"),
+    ]);
+    assert_eq!(s.context.immunocompromised, Some(false));
+    assert_eq!(s.context.chronic_resp_failure_home_o2, Some(false));
+    let s = snapshot_0_2_0(vec![
+        patient(),
+        condition("nhl", ICD10, "C83.30", "active"),
+        condition("o2", ICD10, "Z99.81", "active"),
+    ]);
+    assert_eq!(s.context.immunocompromised, Some(true));
+    assert_eq!(s.context.chronic_resp_failure_home_o2, Some(true));
+    // D5: DNR (Z66) is goals of care, not a hard stop; without it goals of care stay unknown.
+    let s = snapshot_0_2_0(vec![patient(), condition("dnr", ICD10, "Z66", "active")]);
+    assert_eq!(s.context.goals_of_care, Some(true));
+    assert!(s.context.hard_stops.is_empty());
+    let s = snapshot_0_2_0(vec![patient()]);
+    assert_eq!(s.context.goals_of_care, None);
+    // D2: a VV-ECMO procedure in progress; one completed yesterday is not support now.
+    let ecmo = |status: &str, end: Option<&str>| {
+        let mut p = json!({"resourceType": "Procedure", "id": format!("ecmo-{status}"),
+            "status": status, "subject": {"reference": "Patient/p1"},
+            "code": {"coding": [{"system": "http://snomed.info/sct", "code": "233573008"}]},
+            "performedPeriod": {"start": "2025-02-28T08:00:00Z"}});
+        if let Some(e) = end {
+            p["performedPeriod"]["end"] = json!(e);
+        }
+        p
+    };
+    let s = snapshot_0_2_0(vec![patient(), ecmo("in-progress", None)]);
+    assert_eq!(s.context.on_extracorporeal_support, Some(true));
+    let s = snapshot_0_2_0(vec![
+        patient(),
+        ecmo("completed", Some("2025-02-28T20:00:00Z")),
+    ]);
+    assert_eq!(
+        s.context.on_extracorporeal_support, None,
+        "unknown, never a silent no"
+    );
+}

@@ -49,6 +49,8 @@ pub struct CodeSet {
     pub from: ResourceKind,
     pub when_absent: WhenAbsent,
     pub include_resolved: bool,
+    /// Resolved / inactive conditions dated within this many days also count.
+    pub resolved_within_days: Option<f64>,
     pub codes: Vec<SetCode>,
     pub cites: String,
 }
@@ -173,6 +175,21 @@ pub(super) fn compile(
                     "include_resolved applies to conditions only",
                 );
             }
+            if let Some(days) = def.resolved_within_days {
+                let problem = if def.from != ResourceKind::Conditions {
+                    Some("resolved_within_days applies to conditions only")
+                } else if def.include_resolved {
+                    Some("resolved_within_days and include_resolved exclude each other")
+                } else if !(days.is_finite() && days > 0.0) {
+                    Some("resolved_within_days must be a positive number of days")
+                } else {
+                    None
+                };
+                if let Some(p) = problem {
+                    ctx.errors
+                        .push(&f.display, format!("{ptr}/resolved_within_days"), p);
+                }
+            }
             let mut codes: Vec<SetCode> = Vec::with_capacity(def.codes.len());
             for (i, c) in def.codes.iter().enumerate() {
                 let code = SetCode {
@@ -196,6 +213,7 @@ pub(super) fn compile(
                 from: def.from,
                 when_absent: def.when_absent,
                 include_resolved: def.include_resolved,
+                resolved_within_days: def.resolved_within_days,
                 codes,
                 cites: def.cites.clone(),
             });

@@ -114,6 +114,10 @@ pub struct CodeSetDef {
     /// Conditions only: also count resolved / inactive ones (a past cardiac arrest).
     #[serde(default)]
     pub include_resolved: bool,
+    /// Conditions only: also count a resolved / inactive one dated (onset, else recorded) at
+    /// most this many days before `now` (§9 D9: intracranial haemorrhage within 30 days).
+    #[serde(default)]
+    pub resolved_within_days: Option<f64>,
     pub codes: Vec<SetCodeDef>,
     #[serde(default)]
     pub description: Option<String>,
