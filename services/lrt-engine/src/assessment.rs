@@ -213,6 +213,9 @@ pub struct Assessment {
     pub paco2_mmhg: Option<f64>,
     pub ph: Option<f64>,
     pub sf_ratio: Option<f64>,
+    /// S/F unrounded (thresholds compare this; `sf_ratio` is for display, §9 D13).
+    #[serde(default)]
+    pub sf_ratio_precise: Option<f64>,
     pub berlin_category: Option<Arc<str>>,
     pub global_category: Option<Arc<str>>,
     pub global_basis: Option<Arc<str>>,
@@ -351,7 +354,14 @@ impl Inputs<'_> {
             pf_ratio_precise: num(Fact::PfRatio),
             paco2_mmhg: round(num(Fact::Paco2), 2),
             ph: round(num(Fact::Ph), 3),
-            sf_ratio: round(num(Fact::SfRatio), 1),
+            // Display precision is rule-set data (§9 D13: 2 decimals from 0.2.0; 1 before).
+            sf_ratio: round(
+                num(Fact::SfRatio),
+                self.rules
+                    .param("sf_ratio_display_decimals")
+                    .map_or(1, |p| p.value as i32),
+            ),
+            sf_ratio_precise: num(Fact::SfRatio),
             berlin_category: b.category(out.berlin_category),
             global_category: b.category(out.global_category),
             global_basis: b.category(out.global_basis),
