@@ -197,7 +197,7 @@ pub fn engine_facts(
         let _ = latest(c, quality);
     }
     spo2_facts(rules, t, now, facts, quality);
-    mechanics_facts(snapshot, facts, quality);
+    mechanics_facts(snapshot, rules, facts, quality);
     challenge_fact(rules, t, gases, now, facts);
     ri_facts(snapshot, facts, quality);
 }
@@ -377,7 +377,12 @@ fn spo2_facts(
     }
 }
 
-fn mechanics_facts(snapshot: &PatientSnapshot, facts: &mut FactTable, quality: &mut DataQuality) {
+fn mechanics_facts(
+    snapshot: &PatientSnapshot,
+    rules: &RuleSet,
+    facts: &mut FactTable,
+    quality: &mut DataQuality,
+) {
     let n = |f: Fact, facts: &FactTable| facts.num(f);
     // A computed figure is as old as its newest input.
     let computed = |facts: &mut FactTable, f: Fact, v: Option<f64>, inputs: &[Fact]| {
@@ -387,9 +392,17 @@ fn mechanics_facts(snapshot: &PatientSnapshot, facts: &mut FactTable, quality: &
             facts.set_observed(f, FactValue::from_option(v), time, ev);
         }
     };
-    let sex = snapshot.patient.sex;
+    let mut sex = snapshot.patient.sex;
     if let Some(h) = n(Fact::Height, facts) {
-        if sex == Sex::Unknown {
+        // §9 D4 (versions that set `pbw_unknown_sex_as_female` to 1): an unknown sex takes the
+        // female PBW, the conservative bound (a higher Vt per kg), and the assessment says so.
+        let female_bound = rules
+            .param("pbw_unknown_sex_as_female")
+            .is_some_and(|p| p.value >= 1.0);
+        if sex == Sex::Unknown && female_bound {
+            quality.push("pbw_female_for_unknown_sex", "sex");
+            sex = Sex::Female;
+        } else if sex == Sex::Unknown {
             quality.push("missing", "sex");
         }
         computed(

@@ -67,6 +67,10 @@ impl DataQuality {
 /// Every warning code the engine can emit, with its meaning (for documentation and tests).
 pub const CODES: &[(&str, &str)] = &[
     (
+        "pbw_female_for_unknown_sex",
+        "sex is not documented: the predicted body weight is the female one, the conservative bound (§9 D4)",
+    ),
+    (
         "suspected_kpa_as_mmhg",
         "PaO2 and PaCO2 of one blood gas both below the rule set's kPa bound (§9 D8): kPa sent as mmHg; both refused, no older value used",
     ),
