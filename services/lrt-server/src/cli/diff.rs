@@ -183,7 +183,11 @@ fn bundle_inputs(args: &Args, a: &RuleSet, b: &RuleSet) -> Result<Vec<Input>, Cl
             path.display()
         )));
     }
-    let far: DateTime<Utc> = "2999-01-01T00:00:00Z".parse().expect("a fixed time");
+    // Every observation of the record: a snapshot built at a time after any of them.
+    let far = chrono::NaiveDate::from_ymd_opt(2999, 1, 1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|d| d.and_utc())
+        .ok_or_else(|| CliError::BadInput("cannot build the replay horizon".into()))?;
     let mut out = Vec::new();
     for patient in patients {
         let opts = MapOptions {
