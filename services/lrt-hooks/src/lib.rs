@@ -11,15 +11,17 @@
 //! * [`prefetch`]: prefetch resolution per the checklist's table (absent, `null`, empty,
 //!   OperationOutcome, paged), concurrent FHIR fallback to allow-listed servers only, 412 on a
 //!   required key;
-//! * [`orders`]: draft orders of the order hooks and the order terminology (data);
-//! * [`cards`]: cards from an assessment (texts in [`cards::text`]);
+//! * [`orders`]: draft orders of the order hooks and the rule set's order terminology;
+//! * [`cards`]: cards from an assessment, rendered from the rule set's card templates
+//!   ([`cards::templates`]);
 //! * [`validate`]: a response and discovery validator on the serialized JSON.
 //!
 //! One call, as the server makes it:
 //!
 //! ```no_run
 //! # async fn call(body: &[u8], id: &str, rules: &lrt_engine::RuleSet, plan: &lrt_hooks::prefetch::PrefetchPlan,
-//! #   config: &lrt_hooks::prefetch::PrefetchConfig, codes: &lrt_hooks::orders::OrderCodes, dashboard: &url::Url)
+//! #   config: &lrt_hooks::prefetch::PrefetchConfig, codes: &lrt_hooks::orders::OrderCodes,
+//! #   text: &lrt_hooks::cards::templates::CardText, dashboard: &url::Url)
 //! #   -> Result<(), Box<dyn std::error::Error>> {
 //! use lrt_hooks::{cards, model::HookRequest, prefetch, services};
 //! let service = services::find(id).ok_or("404")?;                 // unknown id: 404
@@ -32,7 +34,7 @@
 //! let assessment = lrt_engine::evaluate(rules, &snapshot, now);
 //! let evaluation_id = cards::evaluation_id(request.hook_instance_uuid().unwrap_or_default(), service.id);
 //! let response = cards::respond(&cards::CardInput {
-//!     service, request: &request, rules, snapshot: Some(&snapshot), evaluation_id, dashboard, order_codes: codes,
+//!     service, request: &request, rules, text, snapshot: Some(&snapshot), evaluation_id, dashboard, order_codes: codes,
 //! }, &assessment);
 //! debug_assert!(lrt_hooks::validate::validate_response(&serde_json::to_value(&response)?).is_empty());
 //! # Ok(()) }

@@ -1,10 +1,10 @@
 //! Draft orders of the order hooks and the order terminology that classifies them.
 //!
 //! Which order codes mean "ECMO", "inhaled vasodilator" and "PEEP increase", the coding of the
-//! consult request and what counts as "reversible physiology not yet addressed" are **data**:
-//! `data/order-codes.yaml` (embedded; [`OrderCodes::builtin`]) or a site's own file
-//! ([`OrderCodes::from_yaml`]). The file explains why it is not part of the rule set's
-//! `codesets.yaml` (the engine's loader refuses code-set names that set no patient context).
+//! consult request and what counts as "reversible physiology not yet addressed" are **rule-set
+//! content**: the `order_codes` section of the version (`orders.yaml` in 0.2.0), read by
+//! [`OrderCodes::for_rules`]. A version that predates that section (0.1.0) gets the order codes
+//! it was used with, `data/order-codes-legacy.yaml` (embedded; [`OrderCodes::builtin`]).
 //!
 //! `context.draftOrders` is read leniently (checklist §1.O: the spec's own examples have no
 //! `Bundle.type`, an object where an array belongs...): only `resourceType`, `id`, the order's
@@ -21,7 +21,7 @@ use crate::model::{Coding, HookRequest};
 use crate::services::Hook;
 
 /// The order terminology shipped with the crate.
-pub const BUILTIN_YAML: &str = include_str!("../data/order-codes.yaml");
+pub const BUILTIN_YAML: &str = include_str!("../data/order-codes-legacy.yaml");
 
 /// What a draft order is, for the LRT checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -161,12 +161,47 @@ impl OrderCodes {
         OrderCodes::from_yaml(BUILTIN_YAML)
     }
 
-    /// Reads an order-codes file (same layout as `data/order-codes.yaml`). Unknown code-set
-    /// names, unknown members, an unknown `route` or `match` and empty code sets are refused.
+    /// The order codes of a rule-set version: its `order_codes` section, else (a version that
+    /// predates the section) [`OrderCodes::builtin`]. Two sections are refused.
+    pub fn for_rules(rules: &RuleSet) -> Result<OrderCodes, OrderCodesError> {
+        let mut sections = rules
+            .presentation
+            .iter()
+            .filter(|s| s.section == "order_codes");
+        match (sections.next(), sections.next()) {
+            (None, _) => OrderCodes::builtin(),
+            (Some(s), None) => OrderCodes::from_value(&s.value)
+                .map_err(|e| OrderCodesError(format!("{}: order_codes: {}", s.file, e.0))),
+            (Some(a), Some(b)) => Err(OrderCodesError(format!(
+                "order_codes is written twice ({} and {}); keep one",
+                a.file, b.file
+            ))),
+        }
+    }
+
+    /// Reads an `order_codes` section given as JSON.
+    pub fn from_value(value: &Value) -> Result<OrderCodes, OrderCodesError> {
+        let def: FileDef = serde_path_to_error::deserialize(value).map_err(|e| {
+            OrderCodesError(format!(
+                "at /{}: {}",
+                e.path().to_string().replace('.', "/"),
+                e.inner()
+            ))
+        })?;
+        OrderCodes::from_def(def)
+    }
+
+    /// Reads an order-codes file (same layout as `data/order-codes-legacy.yaml`). Unknown
+    /// code-set names, unknown members, an unknown `route` or `match` and empty code sets are
+    /// refused.
     pub fn from_yaml(text: &str) -> Result<OrderCodes, OrderCodesError> {
         let options = serde_saphyr::options! { strict_booleans: true };
         let def: FileDef = serde_saphyr::from_str_with_options(text, options)
             .map_err(|e| OrderCodesError(format!("not a valid order-codes file: {e}")))?;
+        OrderCodes::from_def(def)
+    }
+
+    fn from_def(def: FileDef) -> Result<OrderCodes, OrderCodesError> {
         let mut sets = BTreeMap::new();
         for (name, set) in &def.codesets {
             let concept = OrderConcept::from_name(name).ok_or_else(|| {
@@ -268,6 +303,7 @@ impl OrderCodes {
     /// Cross-checks against a rule set: every listed recommendation exists. Returns the
     /// problems (empty when fine).
     pub fn check(&self, rules: &RuleSet) -> Vec<String> {
+        let emitted = rules.emitted_reasons();
         self.reversible
             .recommendations
             .iter()
@@ -278,6 +314,18 @@ impl OrderCodes {
                     rules.label()
                 )
             })
+            .chain(
+                self.reversible
+                    .ecmo_reasons
+                    .iter()
+                    .filter(|r| !emitted.iter().any(|e| e.code == r.as_str()))
+                    .map(|r| {
+                        format!(
+                            "reversible_physiology: no rule of {} gives the reason {r}",
+                            rules.label()
+                        )
+                    }),
+            )
             .collect()
     }
 

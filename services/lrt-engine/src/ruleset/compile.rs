@@ -1022,7 +1022,27 @@ pub(crate) fn compile(
         version: Arc::from(manifest.version.as_str()),
         sha256: Arc::from(sha256.as_str()),
     };
+    let presentation = files
+        .iter()
+        .flat_map(|f| {
+            [
+                ("reason_texts", &f.file.reason_texts),
+                ("data_quality_texts", &f.file.data_quality_texts),
+                ("cards", &f.file.cards),
+                ("order_codes", &f.file.order_codes),
+            ]
+            .into_iter()
+            .filter_map(|(section, value)| {
+                value.as_ref().map(|v| super::PresentationSection {
+                    file: f.display.clone(),
+                    section,
+                    value: v.clone(),
+                })
+            })
+        })
+        .collect();
     Ok(RuleSet {
+        presentation,
         codesets,
         unmapped_codes,
         ident,

@@ -45,6 +45,19 @@ pub struct RuleFile {
     /// Codes known to the rule set but deliberately not mapped, with the reason.
     #[serde(default)]
     pub unmapped_codes: Vec<UnmappedCodeDef>,
+    /// What the clinician reads: the reasons catalogue (reason code -> texts). Kept as JSON here;
+    /// the card renderer (lrt-hooks) compiles and checks it against the rule set.
+    #[serde(default)]
+    pub reason_texts: Option<Value>,
+    /// Data-quality code -> sentence.
+    #[serde(default)]
+    pub data_quality_texts: Option<Value>,
+    /// Card templates.
+    #[serde(default)]
+    pub cards: Option<Value>,
+    /// Order terminology of the order hooks.
+    #[serde(default)]
+    pub order_codes: Option<Value>,
 }
 
 /// The FHIR resources a code set reads.

@@ -348,6 +348,29 @@ pub struct RuleSet {
     pub codesets: Vec<codesets::CodeSet>,
     /// Codes deliberately not mapped, with the reason.
     pub unmapped_codes: Vec<codesets::UnmappedCode>,
+    /// The presentation sections (`reason_texts`, `data_quality_texts`, `cards`, `order_codes`)
+    /// as written, each with its file: content of the version (hashed like the rules), compiled
+    /// by the card renderer.
+    pub presentation: Vec<PresentationSection>,
+}
+
+/// One presentation section of one rule file (see [`RuleSet::presentation`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PresentationSection {
+    /// The file as shown in error messages.
+    pub file: String,
+    /// `reason_texts`, `data_quality_texts`, `cards` or `order_codes`.
+    pub section: &'static str,
+    pub value: Value,
+}
+
+/// A reason code some item of the rule set can give, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmittedReason<'a> {
+    pub code: &'a str,
+    pub item: &'a str,
+    pub file: &'a str,
+    pub pointer: &'a str,
 }
 
 impl RuleSet {
@@ -425,6 +448,49 @@ impl RuleSet {
 
     pub fn engine_params(&self) -> &EngineParams {
         &self.engine
+    }
+
+    /// Every reason code a classification can report, in definition order, each once: its
+    /// outcomes' `reasons:` and the `reason:` of the rules of its `reasons_from` groups. `hard_stop:<code>` reasons come from the hard-stop
+    /// catalogue (its `display` is their text).
+    pub fn emitted_reasons(&self) -> Vec<EmittedReason<'_>> {
+        fn push<'a>(out: &mut Vec<EmittedReason<'a>>, code: &'a str, node: &'a Node) {
+            if !code.is_empty() && !out.iter().any(|r| r.code == code) {
+                out.push(EmittedReason {
+                    code,
+                    item: &node.id,
+                    file: &node.file,
+                    pointer: &node.pointer,
+                });
+            }
+        }
+        let mut out: Vec<EmittedReason<'_>> = Vec::new();
+        // Groups whose rules' reasons a classification reports (`reasons_from`).
+        let mut reported: Vec<usize> = Vec::new();
+        for node in &self.nodes {
+            if let NodeKind::Classification(c) = &node.kind {
+                for o in c.cases.iter().map(|c| &c.outcome).chain([&c.otherwise]) {
+                    reported.extend(o.reasons_from.iter().copied());
+                }
+            }
+        }
+        for node in &self.nodes {
+            match &node.kind {
+                NodeKind::Rule(r) if r.group.is_some_and(|g| reported.contains(&g)) => {
+                    push(&mut out, &r.reason, node);
+                }
+                NodeKind::Rule(_) => {}
+                NodeKind::Classification(c) => {
+                    for o in c.cases.iter().map(|c| &c.outcome).chain([&c.otherwise]) {
+                        for r in &o.reasons {
+                            push(&mut out, r, node);
+                        }
+                    }
+                }
+                NodeKind::Series(_) | NodeKind::Score(_) => {}
+            }
+        }
+        out
     }
 
     pub fn param(&self, name: &str) -> Option<&Parameter> {

@@ -104,17 +104,19 @@ fn card_summary(
     };
     let body = json!({"hook": "patient-view", "hookInstance": uuid::Uuid::nil().to_string(),
         "context": {"userId": "Practitioner/diff", "patientId": patient}});
-    let (Ok(request), Ok(order_codes), Ok(dashboard)) = (
+    let (Ok(request), Ok(order_codes), Ok(text), Ok(dashboard)) = (
         lrt_hooks::model::HookRequest::from_slice(body.to_string().as_bytes()),
-        lrt_hooks::orders::OrderCodes::builtin(),
+        lrt_hooks::orders::OrderCodes::for_rules(rules),
+        lrt_hooks::cards::templates::CardText::for_rules(rules),
         url::Url::parse("http://localhost/"),
     ) else {
-        return String::new();
+        return "(card texts not readable: run `lrt rules check`)".into();
     };
     let input = CardInput {
         service,
         request: &request,
         rules,
+        text: &text,
         snapshot: Some(snapshot),
         evaluation_id: uuid::Uuid::nil(),
         dashboard: &dashboard,

@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use lrt_engine::RuleSet;
+use lrt_engine::ruleset::RuleError;
 use lrt_engine::ruleset::index::RulesRoot;
+use lrt_hooks::cards::templates::CardText;
+use lrt_hooks::orders::OrderCodes;
 use serde_json::json;
 
 use super::{CliError, Ctx};
@@ -32,19 +35,44 @@ fn is_root(dir: &Path) -> bool {
     dir.join("index.json").is_file()
 }
 
-/// Every rule set under `dir`, or all errors found.
+/// Every rule set under `dir`, or all errors found: the engine's passes, then the
+/// presentation passes of the card renderer (card texts, reasons catalogue, order codes).
 fn load_all(dir: &Path) -> Result<Vec<RuleSet>, CliError> {
-    if is_root(dir) {
-        let root = RulesRoot::open(dir)?;
-        let (loaded, errors) = root.check_all();
-        if errors.is_empty() {
-            Ok(loaded)
-        } else {
-            Err(lrt_engine::RuleSetError { errors }.into())
-        }
+    let (loaded, mut errors) = if is_root(dir) {
+        RulesRoot::open(dir)?.check_all()
     } else {
-        Ok(vec![RuleSet::load(dir)?])
+        match RuleSet::load(dir) {
+            Ok(rs) => (vec![rs], Vec::new()),
+            Err(e) => (Vec::new(), e.errors),
+        }
+    };
+    for rs in &loaded {
+        errors.extend(presentation_errors(rs));
     }
+    if errors.is_empty() {
+        Ok(loaded)
+    } else {
+        Err(lrt_engine::RuleSetError { errors }.into())
+    }
+}
+
+/// The problems of a version's card texts and order codes.
+pub fn presentation_errors(rs: &RuleSet) -> Vec<RuleError> {
+    let mut errors = CardText::for_rules(rs).err().unwrap_or_default();
+    let shown = rs.dir.display().to_string();
+    match OrderCodes::for_rules(rs) {
+        Ok(codes) => errors.extend(codes.check(rs).into_iter().map(|message| RuleError {
+            file: shown.clone(),
+            pointer: "/order_codes".into(),
+            message,
+        })),
+        Err(e) => errors.push(RuleError {
+            file: shown,
+            pointer: "/order_codes".into(),
+            message: e.0,
+        }),
+    }
+    errors
 }
 
 fn describe(rs: &RuleSet) -> serde_json::Value {

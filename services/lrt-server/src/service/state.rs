@@ -6,6 +6,7 @@ use std::time::Instant;
 use lrt_engine::RuleSet;
 use lrt_engine::ruleset::index::RulesRoot;
 use lrt_fhir::ClientConfig;
+use lrt_hooks::cards::templates::CardText;
 use lrt_hooks::orders::OrderCodes;
 use lrt_hooks::prefetch::{AllowList, PrefetchConfig, PrefetchPlan};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -30,8 +31,10 @@ pub struct AppState {
     pub plan: Arc<PrefetchPlan>,
     /// FHIR allow list and time budgets of the prefetch fallback.
     pub prefetch: Arc<PrefetchConfig>,
-    /// Which draft orders mean ECMO, inhaled vasodilator, PEEP change (data).
+    /// Which draft orders mean ECMO, inhaled vasodilator, PEEP change (the active rule set's).
     pub order_codes: Arc<OrderCodes>,
+    /// The active rule set's card texts.
+    pub card_text: Arc<CardText>,
     /// Base of the dashboard links on cards.
     pub dashboard: Arc<url::Url>,
     /// The LRT pager (None: no channel configured, no pages written).
@@ -122,7 +125,18 @@ impl AppState {
             key_timeout: config.limits.fhir_timeout() + config.limits.fhir_timeout() / 2,
         };
         let order_codes =
-            OrderCodes::builtin().map_err(|e| invalid(format!("order codes: {}", e.0)))?;
+            OrderCodes::for_rules(&rules).map_err(|e| invalid(format!("order codes: {}", e.0)))?;
+        let card_text = CardText::for_rules(&rules).map_err(|errors| {
+            invalid(format!(
+                "card texts of {}: {}",
+                rules.label(),
+                errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ))
+        })?;
         let problems = order_codes.check(&rules);
         if !problems.is_empty() {
             return Err(invalid(format!("order codes: {}", problems.join("; "))));
@@ -186,6 +200,7 @@ impl AppState {
             plan: Arc::new(PrefetchPlan::new(&rules)),
             prefetch: Arc::new(prefetch),
             order_codes: Arc::new(order_codes),
+            card_text: Arc::new(card_text),
             dashboard: Arc::new(dashboard),
             pager,
             ehr,

@@ -334,6 +334,7 @@ fn cards(
         service,
         request,
         rules,
+        text: &state.card_text,
         snapshot: Some(snapshot),
         evaluation_id: evaluation,
         dashboard: &state.dashboard,
