@@ -1,6 +1,7 @@
-//! Cards for the worked examples (`clinical/examples.json`), for variations of them (hard stop,
-//! optimisation gap, missing FiO2), for the order hooks, and for MIMIC-IV CDS Hooks requests
-//! through prefetch resolution. Every response passes the validator.
+//! Cards of rule set 0.1.0 (the legacy texts) for the worked examples (`clinical/examples.json`),
+//! for variations of them (hard stop, optimisation gap, missing FiO2), for the order hooks, and
+//! for MIMIC-IV CDS Hooks requests through prefetch resolution. Every response passes the
+//! validator. The cards of 0.2.0 (§9 D12) are tested in `cards_0_2_0.rs`.
 
 mod support;
 
@@ -45,15 +46,17 @@ fn respond(
     let service = services::find(service).expect("a service");
     let request: HookRequest = support::request(body);
     request.validate(service).expect("a valid request");
-    let assessment = lrt_engine::evaluate(support::rules(), snapshot, now);
+    let assessment = lrt_engine::evaluate(support::rules_0_1_0(), snapshot, now);
     let codes = support::codes();
+    let text = support::card_text(support::rules_0_1_0());
     let dashboard = dashboard();
     let evaluation_id =
         cards::evaluation_id(request.hook_instance_uuid().expect("a uuid"), service.id);
     let input = CardInput {
         service,
         request: &request,
-        rules: support::rules(),
+        rules: support::rules_0_1_0(),
+        text: &text,
         snapshot: Some(snapshot),
         evaluation_id,
         dashboard: &dashboard,
@@ -151,7 +154,7 @@ fn worked_examples_give_one_valid_summary_card_each() {
         assert_eq!(card["extension"]["org.lrt-cds"]["rulesetVersion"], "0.1.0");
         assert_eq!(
             card["extension"]["org.lrt-cds"]["rulesetSha256"],
-            support::rules().sha256.as_str()
+            support::rules_0_1_0().sha256.as_str()
         );
         assert_eq!(
             card["links"][0]["url"],
@@ -618,7 +621,7 @@ async fn mimic_card(
         .await
         .expect("Patient and Observation are prefetched");
     let newest_pao2 = resolved
-        .snapshot(support::rules(), &patient, far)
+        .snapshot(support::rules_0_1_0(), &patient, far)
         .observations
         .iter()
         .filter(|o| o.code == "2703-7")
@@ -627,7 +630,7 @@ async fn mimic_card(
     let now = newest_pao2
         .or(resolved.collected.newest_observation(&patient))
         .unwrap_or(far);
-    let snapshot = resolved.snapshot(support::rules(), &patient, now);
+    let snapshot = resolved.snapshot(support::rules_0_1_0(), &patient, now);
     let (a, _, json) = respond("lrt-patient-view", body, &snapshot, now);
     (resolved, a, json)
 }

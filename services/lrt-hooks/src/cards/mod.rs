@@ -6,7 +6,9 @@
 //! of the template's `not_actionable_categories` and no recommendation other than a data request
 //! stands; `card_when_not_actionable` turns the card back on). The summary puts the action first:
 //! the ECMO category's action when its indicator is higher than the most urgent
-//! recommendation's, else that recommendation's action; then `because`, cut (never the action)
+//! recommendation's (or equal, at the template's `category_wins_ties_at`), else that
+//! recommendation's action (an ECMO-centre consult is the category's own action and never leads
+//! alone); then `because`, cut (never the action)
 //! to the 140-character limit. The indicator is the higher of the two. The detail (Markdown)
 //! gives the category's headline (same urgency as the summary), what the screen could not check
 //! (`unverified:` reasons), why (the reasons catalogue), the values table (P/F, PaO2, FiO2,
@@ -823,7 +825,7 @@ impl Renderer<'_> {
                     .t
                     .recommendations
                     .get(&*r.code)
-                    .is_some_and(|t| t.data_request)
+                    .is_some_and(|t| t.data_request || t.category_action)
             })
             .fold(
                 None,
@@ -858,10 +860,16 @@ impl Renderer<'_> {
         let lead_indicator = lead.map(|r| self.indicator_of(r.urgency));
         let lead_text = lead.and_then(|r| self.t.recommendations.get(&*r.code));
         let summary = match (lead_indicator, lead_text) {
-            (Some(li), Some(t)) if li >= category.indicator => summary(
-                &self.fill(&t.action, &names),
-                &self.fill(&t.because, &names),
-            ),
+            (Some(li), Some(t))
+                if li > category.indicator
+                    || (li == category.indicator
+                        && !self.t.category_wins_ties_at.contains(&li)) =>
+            {
+                summary(
+                    &self.fill(&t.action, &names),
+                    &self.fill(&t.because, &names),
+                )
+            }
             _ => summary(
                 &self.fill(&category.action, &names),
                 &self.fill(&category.because, &names),

@@ -59,6 +59,8 @@ struct CardsDef {
 struct PatientViewDef {
     card_when_not_actionable: bool,
     not_actionable_categories: Vec<String>,
+    #[serde(default)]
+    category_wins_ties_at: Vec<Indicator>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -89,6 +91,10 @@ pub struct RecommendationText {
     /// A request for data (alone, it does not make a patient-view card actionable).
     #[serde(default)]
     pub data_request: bool,
+    /// The ECMO category's own action (an ECMO-centre consult): it never leads the summary on
+    /// its own; the category's card does.
+    #[serde(default)]
+    pub category_action: bool,
     pub action: String,
     pub because: String,
     #[serde(default)]
@@ -182,6 +188,9 @@ pub struct CardText {
     pub indicator_by_urgency: BTreeMap<Urgency, Indicator>,
     pub card_when_not_actionable: bool,
     pub not_actionable_categories: Vec<String>,
+    /// When the category and the most urgent recommendation have the same indicator, the
+    /// category leads the summary at these indicators (else the recommendation does).
+    pub category_wins_ties_at: Vec<Indicator>,
     pub categories: BTreeMap<String, CategoryText>,
     pub unknown_category: SummaryTemplate,
     pub recommendations: BTreeMap<String, RecommendationText>,
@@ -375,6 +384,7 @@ impl CardText {
             indicator_by_urgency: cards.indicator_by_urgency,
             card_when_not_actionable: cards.patient_view.card_when_not_actionable,
             not_actionable_categories: cards.patient_view.not_actionable_categories,
+            category_wins_ties_at: cards.patient_view.category_wins_ties_at,
             categories: cards
                 .categories
                 .into_iter()

@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use lrt_engine::RuleSet;
 use lrt_engine::testing::shipped_version_dir;
+use lrt_hooks::cards::templates::CardText;
 use lrt_hooks::model::HookRequest;
 use lrt_hooks::orders::OrderCodes;
 use lrt_hooks::prefetch::{AllowList, PrefetchConfig, PrefetchPlan};
@@ -21,17 +22,44 @@ use serde_json::{Value, json};
 pub const HOOK_INSTANCE: &str = "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea";
 pub const TOKEN: &str = "secret-token-value-42";
 
+/// The shipped active rule set.
 pub fn rules() -> &'static RuleSet {
     static RULES: OnceLock<RuleSet> = OnceLock::new();
     RULES.get_or_init(|| RuleSet::load(&shipped_version_dir()).expect("the shipped rule set loads"))
+}
+
+/// Rule set 0.1.0 (its cards use the legacy texts, `data/cards-legacy.yaml`).
+pub fn rules_0_1_0() -> &'static RuleSet {
+    static RULES: OnceLock<RuleSet> = OnceLock::new();
+    RULES.get_or_init(|| {
+        RuleSet::load(&shared_rules_root().join("lrt-ruleset/0.1.0")).expect("0.1.0 loads")
+    })
+}
+
+/// Rule set 0.2.0.
+pub fn rules_0_2_0() -> &'static RuleSet {
+    static RULES: OnceLock<RuleSet> = OnceLock::new();
+    RULES.get_or_init(|| {
+        RuleSet::load(&shared_rules_root().join("lrt-ruleset/0.2.0")).expect("0.2.0 loads")
+    })
+}
+
+fn shared_rules_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rules")
+}
+
+/// The card texts of a rule set.
+pub fn card_text(rules: &RuleSet) -> CardText {
+    CardText::for_rules(rules).expect("the card texts load")
 }
 
 pub fn plan() -> PrefetchPlan {
     PrefetchPlan::new(rules())
 }
 
+/// The order codes of 0.1.0 (the legacy table).
 pub fn codes() -> OrderCodes {
-    OrderCodes::builtin().expect("the built-in order codes load")
+    OrderCodes::for_rules(rules_0_1_0()).expect("the order codes load")
 }
 
 /// Reads a request the way the server does.
