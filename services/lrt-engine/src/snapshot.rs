@@ -51,9 +51,17 @@ impl Sex {
 pub struct Patient {
     #[serde(default)]
     pub sex: Sex,
-    /// Age in completed years at the evaluation time.
+    /// Age in completed years at the evaluation time; with an imprecise birth date, the lowest
+    /// age it allows.
     #[serde(default)]
     pub age_years: Option<u32>,
+    /// With an imprecise birth date (a year or a month only) that allows more than one age at
+    /// the evaluation time: the highest of them (knowledge base §9 D4). Rule-set versions that
+    /// set `age_imprecise_as_range` to 1 read the age as the range `age_years..=age_years_max`,
+    /// so a threshold inside it is unknown (`unverified:age`); earlier versions read the lowest.
+    /// Omitted when the age is exact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub age_years_max: Option<u32>,
 }
 
 /// The RESP score's acute respiratory diagnosis groups (§2.5).
@@ -414,6 +422,20 @@ impl PatientSnapshot {
                     ),
                 });
             }
+        }
+        if let (Some(lo), Some(hi)) = (self.patient.age_years, self.patient.age_years_max)
+            && hi < lo
+        {
+            issues.push(InputIssue {
+                path: "patient.age_years_max".into(),
+                message: format!("the highest possible age {hi} is below the lowest {lo}"),
+            });
+        }
+        if self.patient.age_years.is_none() && self.patient.age_years_max.is_some() {
+            issues.push(InputIssue {
+                path: "patient.age_years_max".into(),
+                message: "age_years_max needs age_years (the lowest possible age)".into(),
+            });
         }
         if let Some(start) = self.context.mv_start
             && start > now

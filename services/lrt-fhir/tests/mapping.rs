@@ -657,3 +657,94 @@ fn rule_set_0_2_0_code_sets_follow_the_section_9_decisions() {
         "unknown, never a silent no"
     );
 }
+
+#[test]
+fn rule_set_0_2_0_reads_an_imprecise_birth_date_as_a_range_of_ages() {
+    // §9 D4: born in 1960, on 2025-03-01 the patient is 64 or 65.
+    let mut p = patient();
+    p["birthDate"] = json!("1960");
+    let s = snapshot_0_2_0(vec![p.clone()]);
+    assert_eq!(
+        (s.patient.age_years, s.patient.age_years_max),
+        (Some(64), Some(65))
+    );
+    assert!(
+        s.data_quality.contains(
+            &"imprecise_birth_date:1960 (age 64 to 65: a threshold between them is unknown)"
+                .to_string()
+        ),
+        "{:?}",
+        s.data_quality
+    );
+    // 0.1.0 reads the lowest age and says so (the snapshot still carries both ends).
+    let s = snapshot_of(vec![p], Searched::ALL);
+    assert_eq!(
+        (s.patient.age_years, s.patient.age_years_max),
+        (Some(64), Some(65))
+    );
+    assert!(
+        s.data_quality.contains(
+            &"imprecise_birth_date:1960 (age read as 64, the lowest it can be)".to_string()
+        ),
+        "{:?}",
+        s.data_quality
+    );
+    // A month that allows one age only is no range; a full date never is.
+    let mut p = patient();
+    p["birthDate"] = json!("1960-01");
+    let s = snapshot_0_2_0(vec![p]);
+    assert_eq!(
+        (s.patient.age_years, s.patient.age_years_max),
+        (Some(65), None)
+    );
+    let s = snapshot_0_2_0(vec![patient()]);
+    assert_eq!(
+        (s.patient.age_years, s.patient.age_years_max),
+        (Some(44), None)
+    );
+}
+
+#[test]
+fn rule_set_0_2_0_reports_active_flags_and_conditions_no_code_set_maps() {
+    let flag = |id: &str, code: &str, status: &str| {
+        json!({"resourceType": "Flag", "id": id, "status": status,
+            "code": {"coding": [{"system": "urn:site:flags", "code": code}]},
+            "subject": {"reference": "Patient/p1"}})
+    };
+    let resources = vec![
+        patient(),
+        flag("f1", "fall-risk", "active"),
+        flag("f2", "isolation", "inactive"),
+        {
+            let mut f = flag("f3", "refusal-or-limitation-of-care", "active");
+            f["code"]["coding"][0]["system"] = json!("urn:lrt:local");
+            f
+        },
+        condition("dm", ICD10, "E11.9", "active"),
+        condition("old", ICD10, "E66.01", "resolved"),
+        condition("dnr", ICD10, "Z66", "active"),
+    ];
+    let s = snapshot_0_2_0(resources.clone());
+    let unmapped: Vec<&String> = s
+        .data_quality
+        .iter()
+        .filter(|d| d.starts_with("unmapped:"))
+        .collect();
+    assert_eq!(
+        unmapped,
+        [
+            "unmapped:http://hl7.org/fhir/sid/icd-10-cm|E11.9",
+            "unmapped:urn:site:flags|fall-risk"
+        ],
+        "active and unmapped only: not the inactive flag, the resolved condition, nor mapped codes"
+    );
+    // The flag whose code a code set maps still sets its hard stop.
+    assert_eq!(s.context.hard_stops, ["refusal_or_limitation_of_care"]);
+    // 0.1.0 has no `report_unmapped_context_codes`: silent, as before.
+    let s = snapshot_of(resources, Searched::ALL);
+    assert!(
+        !s.data_quality.iter().any(|d| d.starts_with("unmapped:")),
+        "{:?}",
+        s.data_quality
+    );
+}
