@@ -199,6 +199,23 @@ pub fn engine_facts(
         signal.map(|s| s.time),
         signal.map(|s| s.evidence.clone()).unwrap_or_default(),
     );
+    // §9 D14: a valid body-position observation (the ventilator window) that says prone also
+    // sets `currently_prone`. [H] A non-prone position (supine, lateral) does not set it to
+    // false: it leaves the context's value (unknown when undocumented) and never ends a
+    // documented prone session, the clinically safer reading (an ongoing session is not
+    // interrupted by an ambiguous charting; the rules read only `currently_prone is true`).
+    let position = latest(Concept::BodyPosition, quality);
+    let prone_seen = position.filter(|s| s.boolean() == Some(true));
+    let currently_prone = match (prone_seen, snapshot.context.currently_prone) {
+        (Some(_), _) => Some(true),
+        (None, context) => context,
+    };
+    facts.set_observed(
+        Fact::CurrentlyProne,
+        FactValue::from_bool(currently_prone),
+        prone_seen.map(|s| s.time),
+        prone_seen.map(|s| s.evidence.clone()).unwrap_or_default(),
+    );
     let echo = [Fact::Tapse, Fact::RvLvEdaRatio, Fact::SeptalDyskinesia];
     facts.set_observed(
         Fact::EchoAvailable,
@@ -265,7 +282,6 @@ fn context_facts(
         (Fact::BicarbonateBefore, c.bicarbonate_before),
         (Fact::CardiacArrestBefore, c.cardiac_arrest_before),
         (Fact::ProneTrialDone, c.prone_trial_done),
-        (Fact::CurrentlyProne, c.currently_prone),
         (Fact::ProneContraindication, c.prone_contraindication),
         (Fact::IntracranialHemorrhage, c.intracranial_hemorrhage),
         (

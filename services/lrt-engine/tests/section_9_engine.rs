@@ -1,6 +1,6 @@
 //! Engine behaviour that rule set 0.2.0 switches on by parameters (knowledge base §9) and that
 //! 0.1.0 must not see: PaCO2/pH anchored to a valid PaO2 only (D13), an age range from an
-//! imprecise birth date (D4).
+//! imprecise birth date (D4), a coded body position that sets `currently_prone` (D14).
 
 use lrt_engine::RuleSet;
 use lrt_engine::casefile::{Case, CaseFile};
@@ -101,4 +101,61 @@ fn d4_an_age_range_below_its_lowest_is_bad_input() {
         issues.iter().any(|i| i.path == "patient.age_years_max"),
         "{issues:?}"
     );
+}
+
+#[test]
+fn d14_a_coded_value_reads_and_prints_as_system_and_code() {
+    let c = case("D14-body-position-prone-sets-currently-prone");
+    let bp = c
+        .snapshot
+        .observations
+        .iter()
+        .find(|o| o.id == "bp1")
+        .expect("the body-position observation");
+    let ObservationValue::Coded(v) = &bp.value else {
+        panic!("{:?}", bp.value)
+    };
+    assert_eq!(
+        (&*v.system, &*v.code),
+        ("http://snomed.info/sct", "1240000")
+    );
+    let json = serde_json::to_value(&bp.value).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({"system": "http://snomed.info/sct", "code": "1240000"})
+    );
+    assert!(c.snapshot.validate(&version("0.2.0"), c.now).is_empty());
+    let a = lrt_engine::evaluate(&version("0.2.0"), &c.snapshot, c.now);
+    assert_eq!(a.prone_recommended, Some(false));
+}
+
+#[test]
+fn d14_a_coded_value_for_a_concept_without_true_values_is_refused() {
+    let mut c = case("D14-body-position-prone-sets-currently-prone");
+    let peep = c
+        .snapshot
+        .observations
+        .iter_mut()
+        .find(|o| o.code == "76248-4")
+        .expect("a PEEP");
+    peep.value = serde_json::from_value(
+        serde_json::json!({"system": "http://snomed.info/sct", "code": "1240000"}),
+    )
+    .unwrap();
+    peep.unit = None;
+    let issues = c.snapshot.validate(&version("0.2.0"), c.now);
+    assert!(
+        issues.iter().any(|i| i.message.contains("coded")),
+        "{issues:?}"
+    );
+    let a = lrt_engine::evaluate(&version("0.2.0"), &c.snapshot, c.now);
+    assert!(
+        a.data_quality
+            .iter()
+            .any(|d| d.starts_with("invalid_value:peep/")),
+        "{:?}",
+        a.data_quality
+    );
+    // Malformed coded values are bad input when read.
+    assert!(serde_json::from_value::<ObservationValue>(serde_json::json!({"code": "x"})).is_err());
 }

@@ -25,8 +25,8 @@ use lrt_engine::concept::{Concept, Dimension};
 use lrt_engine::ruleset::codesets::{CodeSet, ContextTarget};
 use lrt_engine::ruleset::files::{ResourceKind, WhenAbsent};
 use lrt_engine::snapshot::{
-    Context, ContextFlag, DiagnosisGroup, Observation, ObservationStatus, ObservationValue,
-    Patient, PatientSnapshot, Sex,
+    CodedValue, Context, ContextFlag, DiagnosisGroup, Observation, ObservationStatus,
+    ObservationValue, Patient, PatientSnapshot, Sex,
 };
 
 use crate::bundle::Read;
@@ -453,6 +453,26 @@ impl Mapper<'_> {
             Value::Quantity { value: None, .. } => return,
             Value::Integer(i) => (ObservationValue::Number(*i as f64), None),
             Value::Boolean(b) => (ObservationValue::Boolean(*b), None),
+            // §9 D14: a concept with `true_values` (the body position) keeps the coded value;
+            // the engine reads it against that list. The coding the list names wins, else the
+            // first one.
+            Value::Coded(codes)
+                if !self.rules.concept_config(concept).true_values.is_empty()
+                    && !codes.is_empty() =>
+            {
+                let yes = &self.rules.concept_config(concept).true_values;
+                let chosen = codes
+                    .iter()
+                    .find(|c| yes.iter().any(|t| t.system == c.system && t.code == c.code))
+                    .unwrap_or(&codes[0]);
+                (
+                    ObservationValue::Coded(CodedValue {
+                        system: chosen.system.clone(),
+                        code: chosen.code.clone(),
+                    }),
+                    None,
+                )
+            }
             Value::Coded(codes) if concept.dimension() == Dimension::Boolean => {
                 match coded_answer(codes) {
                     Some(b) => (ObservationValue::Boolean(b), None),

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use lrt_engine::RuleSet;
 use lrt_engine::snapshot::{
-    DiagnosisGroup, ObservationStatus, ObservationValue, PatientSnapshot, Sex,
+    CodedValue, DiagnosisGroup, ObservationStatus, ObservationValue, PatientSnapshot, Sex,
 };
 use lrt_engine::testing::{shared_dir, shipped_version_dir};
 use lrt_fhir::{Collected, MapOptions, Searched};
@@ -61,6 +61,7 @@ fn value_of(s: &PatientSnapshot, id: &str) -> ObservationValue {
         .find(|o| o.id == id)
         .unwrap_or_else(|| panic!("no {id} in {:#?}", s.observations))
         .value
+        .clone()
 }
 
 #[test]
@@ -747,4 +748,27 @@ fn rule_set_0_2_0_reports_active_flags_and_conditions_no_code_set_maps() {
         "{:?}",
         s.data_quality
     );
+}
+
+#[test]
+fn rule_set_0_2_0_keeps_a_coded_body_position() {
+    // §9 D14/D15: Observation 8361-8 with valueCodeableConcept SNOMED 1240000 (prone).
+    let position = json!({"resourceType": "Observation", "id": "bp", "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8361-8"}]},
+        "subject": {"reference": "Patient/p1"}, "effectiveDateTime": "2025-03-01T11:00:00Z",
+        "valueCodeableConcept": {"coding": [
+            {"system": "urn:site:positions", "code": "PR"},
+            {"system": "http://snomed.info/sct", "code": "1240000"}]}});
+    let s = snapshot_0_2_0(vec![patient(), position.clone()]);
+    assert_eq!(
+        value_of(&s, "bp"),
+        ObservationValue::Coded(CodedValue {
+            system: "http://snomed.info/sct".into(),
+            code: "1240000".into()
+        }),
+        "the coding the rule set names as prone wins"
+    );
+    // 0.1.0 maps no body position: the observation is not used.
+    let s = snapshot_of(vec![patient(), position], Searched::ALL);
+    assert!(s.observations.is_empty(), "{:?}", s.observations);
 }
