@@ -65,6 +65,7 @@ pub fn snapshot_50(now: DateTime<Utc>) -> PatientSnapshot {
         patient: Patient {
             sex: Sex::Male,
             age_years: Some(45),
+            age_years_max: None,
         },
         context: Context {
             intubated: Some(true),

@@ -48,6 +48,10 @@ pub enum Concept {
     /// A signal that extracorporeal support (VV-/VA-ECMO, ECCO2R) is running (§9 D2, D15).
     /// Optional: rule sets before 0.2.0 do not define it.
     ExtracorporealSupport,
+    /// The patient's body position is prone (§9 D14, D15): a yes/no finding, from a coded body
+    /// position (LOINC 8361-8 with a value the concept lists under `true_values`) or a site's
+    /// yes/no flowsheet row. Optional: rule sets before 0.2.0 do not define it.
+    BodyPosition,
 }
 
 /// The physical dimension of a concept: decides which units are accepted and how they convert.
@@ -84,7 +88,7 @@ pub enum Dimension {
 }
 
 impl Concept {
-    pub const ALL: [Concept; 22] = [
+    pub const ALL: [Concept; 23] = [
         Concept::Pao2,
         Concept::Paco2,
         Concept::Ph,
@@ -107,6 +111,7 @@ impl Concept {
         Concept::DeadSpaceFraction,
         Concept::RespiratoryRateSet,
         Concept::ExtracorporealSupport,
+        Concept::BodyPosition,
     ];
 
     /// The name used in rule files, data-quality warnings and explanations.
@@ -134,6 +139,7 @@ impl Concept {
             Concept::DeadSpaceFraction => "vd_vt",
             Concept::RespiratoryRateSet => "respiratory_rate_set",
             Concept::ExtracorporealSupport => "extracorporeal_support",
+            Concept::BodyPosition => "body_position",
         }
     }
 
@@ -143,7 +149,7 @@ impl Concept {
     pub fn required(self) -> bool {
         !matches!(
             self,
-            Concept::RespiratoryRateSet | Concept::ExtracorporealSupport
+            Concept::RespiratoryRateSet | Concept::ExtracorporealSupport | Concept::BodyPosition
         )
     }
 
@@ -172,7 +178,9 @@ impl Concept {
             Concept::Weight => Dimension::Mass,
             Concept::Tapse => Dimension::EchoDistance,
             Concept::RvLvEdaRatio | Concept::DeadSpaceFraction => Dimension::Ratio,
-            Concept::SeptalDyskinesia | Concept::ExtracorporealSupport => Dimension::Boolean,
+            Concept::SeptalDyskinesia | Concept::ExtracorporealSupport | Concept::BodyPosition => {
+                Dimension::Boolean
+            }
             Concept::CxrQuadrants => Dimension::Count,
         }
     }

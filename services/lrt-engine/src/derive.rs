@@ -5,6 +5,10 @@
 //!   within the window; FiO2 pairs at or before the anchor, within the pairing window (60 min).
 //! * **Current blood gas**: the latest PaO2 if it is valid (not stale, not conflicting);
 //!   otherwise the latest blood gas (for PaCO2/pH). P/F is null without a valid pair.
+//! * **Anchoring to a valid PaO2** (§9 D13, versions that set `paco2_ph_need_valid_pao2` to 1):
+//!   a gas whose PaO2 slot is a conflict or was refused (§9 D8) has no PaCO2 and no pH either:
+//!   the current values are null (no other gas stands in), and the gas cannot qualify for a
+//!   series (EOLIA C3). Versions without the parameter (0.1.0) keep that gas's PaCO2/pH.
 //! * **Other concepts**: the latest slot if valid; stale or conflicting latest slots are missing.
 //! * **FiO2 challenge**: the current blood gas and the most recent earlier one within the
 //!   challenge window with |ΔFiO2| ≥ 0.2 and PEEP within ±1 cmH2O.
@@ -15,7 +19,7 @@ use crate::physiology as phys;
 use crate::quality::DataQuality;
 use crate::ruleset::RuleSet;
 use crate::snapshot::{PatientSnapshot, Sex};
-use crate::timeline::{Evidence, Latest, MS_PER_HOUR, Millis, Slot, Timelines};
+use crate::timeline::{Evidence, Latest, MS_PER_HOUR, Millis, Slot, SlotValue, Timelines};
 
 /// One arterial blood gas: the values the EOLIA series and the FiO2 challenge read.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,6 +77,9 @@ fn slot_number(s: Option<&Slot>) -> (Option<f64>, Evidence) {
 /// All blood gases, in time order.
 pub fn blood_gases(t: &Timelines, rules: &RuleSet) -> Vec<BloodGas> {
     let p = rules.engine_params();
+    let need_valid_pao2 = rules
+        .param("paco2_ph_need_valid_pao2")
+        .is_some_and(|p| p.value >= 1.0);
     let pao2 = t.slots(Concept::Pao2);
     let mut anchors: Vec<Millis> = pao2.iter().map(|s| s.time).collect();
     for ph in t.slots(Concept::Ph) {
@@ -88,12 +95,22 @@ pub fn blood_gases(t: &Timelines, rules: &RuleSet) -> Vec<BloodGas> {
     anchors
         .into_iter()
         .map(|time| {
-            let (pao2_v, pao2_e) = slot_number(pao2.iter().find(|s| s.time == time));
+            let pao2_slot = pao2.iter().find(|s| s.time == time);
+            let (pao2_v, pao2_e) = slot_number(pao2_slot);
             let (fio2, fio2_e) =
                 slot_number(t.at_or_before(Concept::Fio2, time, p.fio2_pairing_ms));
-            let (paco2, paco2_e) =
-                slot_number(t.nearest(Concept::Paco2, time, p.blood_gas_match_ms));
-            let (ph, ph_e) = slot_number(t.nearest(Concept::Ph, time, p.blood_gas_match_ms));
+            // §9 D13: PaCO2 and pH anchor only to a valid PaO2.
+            let unusable_anchor = need_valid_pao2
+                && pao2_slot
+                    .is_some_and(|s| matches!(s.value, SlotValue::Conflict | SlotValue::Refused));
+            let (paco2, paco2_e, ph, ph_e) = if unusable_anchor {
+                (None, Evidence::new(), None, Evidence::new())
+            } else {
+                let (paco2, paco2_e) =
+                    slot_number(t.nearest(Concept::Paco2, time, p.blood_gas_match_ms));
+                let (ph, ph_e) = slot_number(t.nearest(Concept::Ph, time, p.blood_gas_match_ms));
+                (paco2, paco2_e, ph, ph_e)
+            };
             BloodGas {
                 time,
                 pao2: pao2_v,
@@ -182,6 +199,23 @@ pub fn engine_facts(
         signal.map(|s| s.time),
         signal.map(|s| s.evidence.clone()).unwrap_or_default(),
     );
+    // §9 D14: a valid body-position observation (the ventilator window) that says prone also
+    // sets `currently_prone`. [H] A non-prone position (supine, lateral) does not set it to
+    // false: it leaves the context's value (unknown when undocumented) and never ends a
+    // documented prone session, the clinically safer reading (an ongoing session is not
+    // interrupted by an ambiguous charting; the rules read only `currently_prone is true`).
+    let position = latest(Concept::BodyPosition, quality);
+    let prone_seen = position.filter(|s| s.boolean() == Some(true));
+    let currently_prone = match (prone_seen, snapshot.context.currently_prone) {
+        (Some(_), _) => Some(true),
+        (None, context) => context,
+    };
+    facts.set_observed(
+        Fact::CurrentlyProne,
+        FactValue::from_bool(currently_prone),
+        prone_seen.map(|s| s.time),
+        prone_seen.map(|s| s.evidence.clone()).unwrap_or_default(),
+    );
     let echo = [Fact::Tapse, Fact::RvLvEdaRatio, Fact::SeptalDyskinesia];
     facts.set_observed(
         Fact::EchoAvailable,
@@ -210,10 +244,19 @@ fn context_facts(
     quality: &mut DataQuality,
 ) {
     let c = &snapshot.context;
-    facts.set(
-        Fact::AgeYears,
-        FactValue::from_option(snapshot.patient.age_years.map(f64::from)),
-    );
+    // §9 D4 (versions that set `age_imprecise_as_range` to 1): an imprecise birth date that
+    // allows several ages is a range, so a threshold inside it is unknown, not the lowest age.
+    let age_range = rules
+        .param("age_imprecise_as_range")
+        .is_some_and(|p| p.value >= 1.0);
+    let age = match (snapshot.patient.age_years, snapshot.patient.age_years_max) {
+        (Some(lo), Some(hi)) if age_range && hi > lo => FactValue::Interval {
+            lo: f64::from(lo),
+            hi: f64::from(hi),
+        },
+        (lo, _) => FactValue::from_option(lo.map(f64::from)),
+    };
+    facts.set(Fact::AgeYears, age);
     facts.set(
         Fact::Sex,
         FactValue::Category(snapshot.patient.sex.index() as u16),
@@ -239,7 +282,6 @@ fn context_facts(
         (Fact::BicarbonateBefore, c.bicarbonate_before),
         (Fact::CardiacArrestBefore, c.cardiac_arrest_before),
         (Fact::ProneTrialDone, c.prone_trial_done),
-        (Fact::CurrentlyProne, c.currently_prone),
         (Fact::ProneContraindication, c.prone_contraindication),
         (Fact::IntracranialHemorrhage, c.intracranial_hemorrhage),
         (

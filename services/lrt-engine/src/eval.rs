@@ -146,20 +146,40 @@ pub fn evaluate(
     }
 }
 
+/// The widest range of whole numbers a score item scores band by band (ages span one or two).
+const MAX_RANGE_STEPS: f64 = 10.0;
+
 fn score(s: &Score, facts: &mut FactTable) -> NodeResult {
     let mut components = Vec::new();
     let mut missing = Vec::new();
     let mut evidence = crate::timeline::Evidence::new();
     for (i, item) in s.items.iter().enumerate() {
         let v = facts.values[item.fact.index()];
-        let band = item.bands.iter().position(|b| match (&b.test, v) {
-            (BandTest::Otherwise, FactValue::Null | FactValue::Interval { .. }) => false,
-            (BandTest::Otherwise, _) => true,
-            (BandTest::Compare(op, t), FactValue::Number(x)) => op.numbers(x, *t),
-            (BandTest::Is(want), FactValue::Boolean(x)) => x == *want,
-            (BandTest::Category(cs), FactValue::Category(x)) => cs.contains(&x),
-            _ => false,
-        });
+        let band_of = |v: FactValue| {
+            item.bands.iter().position(|b| match (&b.test, v) {
+                (BandTest::Otherwise, FactValue::Null | FactValue::Interval { .. }) => false,
+                (BandTest::Otherwise, _) => true,
+                (BandTest::Compare(op, t), FactValue::Number(x)) => op.numbers(x, *t),
+                (BandTest::Is(want), FactValue::Boolean(x)) => x == *want,
+                (BandTest::Category(cs), FactValue::Category(x)) => cs.contains(&x),
+                _ => false,
+            })
+        };
+        let band = match v {
+            // A short range of whole numbers (an age from an imprecise birth date, §9 D4) scores
+            // only when every value in it falls in the same band; otherwise the item is missing.
+            FactValue::Interval { lo, hi } if hi.is_finite() && hi - lo <= MAX_RANGE_STEPS => {
+                let first = band_of(FactValue::Number(lo));
+                let mut x = lo + 1.0;
+                let mut same = first.is_some() && band_of(FactValue::Number(hi)) == first;
+                while same && x < hi {
+                    same = band_of(FactValue::Number(x)) == first;
+                    x += 1.0;
+                }
+                if same { first } else { None }
+            }
+            _ => band_of(v),
+        };
         match band {
             Some(b) => {
                 components.push((i, b));

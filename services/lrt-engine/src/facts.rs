@@ -138,7 +138,7 @@ engine_facts! {
     CardiacArrestBefore => "cardiac_arrest_before", boolean(), "Cardiac arrest during this illness.";
     HardStops => "hard_stops", FactKind::Set { values: Vec::new() }, "Documented hard stops (codes of the rule set's hard_stops catalogue).";
     ProneTrialDone => "prone_trial_done", boolean(), "A prone positioning trial has been done.";
-    CurrentlyProne => "currently_prone", boolean(), "The patient is prone now.";
+    CurrentlyProne => "currently_prone", boolean(), "The patient is prone now: context.currently_prone, or a valid body_position observation that says prone (true wins; §9 D14).";
     ProneContraindication => "prone_contraindication", boolean(), "Prone positioning is contraindicated.";
     IntracranialHemorrhage => "intracranial_hemorrhage", boolean(), "Intracranial haemorrhage.";
     AnticoagulationContraindicated => "anticoagulation_contraindicated", boolean(), "Contraindication to anticoagulation.";

@@ -22,7 +22,8 @@
 //! | `no_time` | `no_time:Observation/o2` | a mapped observation has no usable time (none, `effectiveTiming`, a period without start and end, a time without a zone); not used |
 //! | `ambiguous_code` | `ambiguous_code:Observation/amb (pao2, paco2)` | the codings belong to several concepts and none `supersedes` the others; not used |
 //! | `unsupported_value` | `unsupported_value:peep/o3 (valueString)` | a value type the engine cannot use (string, range, ratio, a coded value for a numeric concept, a coded answer other than yes/no); not used |
-//! | `imprecise_birth_date` | `imprecise_birth_date:1970 (age read as 54, the lowest it can be)` | a partial birth date; the age is the lowest it allows |
+//! | `imprecise_birth_date` | `imprecise_birth_date:1970 (age read as 54, the lowest it can be)` | a partial birth date; the age is the lowest it allows (versions with `age_imprecise_as_range`, §9 D4: `imprecise_birth_date:1958 (age 66 to 67: a threshold between them is unknown)`) |
+//! | `unmapped` | `unmapped:http://hl7.org/fhir/sid/icd-10-cm\|E11.9` | versions with `report_unmapped_context_codes` (§9 D4): an active Flag or Condition coding that no code set of its kind maps and `unmapped_codes` does not list |
 //! | `other_patient` | `other_patient:3 resources of other patients ignored` | a search or prefetch returned resources of other patients; never used (not reported for multi-patient Bundle files) |
 //! | `operation_outcome` | `operation_outcome:warning too-costly: result truncated` | an OperationOutcome came with the data; its issues, joined by `; ` |
 //! | `truncated` | `truncated:Observation (the first 20000 of 100000; no further page read)` | a search reached the client's `max_resources`; the newest resources are kept (searches ask for newest first) |

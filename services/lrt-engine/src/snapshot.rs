@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::concept::{RawValue, UnitError, normalise};
+use crate::concept::{Concept, RawValue, UnitError, normalise};
 use crate::ruleset::RuleSet;
 
 /// Everything the engine knows about one patient at one moment.
@@ -51,9 +51,17 @@ impl Sex {
 pub struct Patient {
     #[serde(default)]
     pub sex: Sex,
-    /// Age in completed years at the evaluation time.
+    /// Age in completed years at the evaluation time; with an imprecise birth date, the lowest
+    /// age it allows.
     #[serde(default)]
     pub age_years: Option<u32>,
+    /// With an imprecise birth date (a year or a month only) that allows more than one age at
+    /// the evaluation time: the highest of them (knowledge base §9 D4). Rule-set versions that
+    /// set `age_imprecise_as_range` to 1 read the age as the range `age_years..=age_years_max`,
+    /// so a threshold inside it is unknown (`unverified:age`); earlier versions read the lowest.
+    /// Omitted when the age is exact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub age_years_max: Option<u32>,
 }
 
 /// The RESP score's acute respiratory diagnosis groups (§2.5).
@@ -274,16 +282,26 @@ impl ObservationStatus {
     }
 }
 
-/// A number or a boolean, as in §6.2.
+/// A number or a boolean, as in §6.2, or a coded value `{"system", "code"}` (from rule set
+/// 0.2.0: a body position, §9 D14/D15, FHIR `valueCodeableConcept`).
 ///
 /// Deserialised by hand rather than with `#[serde(untagged)]`: serde_json's
 /// `arbitrary_precision` feature (switched on in the service by fhirbolt's decimals) hands
 /// untagged enums numbers as maps, which would reject every numeric value.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum ObservationValue {
     Number(f64),
     Boolean(bool),
+    Coded(CodedValue),
+}
+
+/// A coded observation value (one coding of a FHIR `valueCodeableConcept`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodedValue {
+    pub system: String,
+    pub code: String,
 }
 
 impl<'de> Deserialize<'de> for ObservationValue {
@@ -291,24 +309,52 @@ impl<'de> Deserialize<'de> for ObservationValue {
         use serde::de::Error;
         match serde_json::Value::deserialize(deserializer)? {
             serde_json::Value::Bool(b) => Ok(ObservationValue::Boolean(b)),
+            serde_json::Value::Object(map) => {
+                serde_json::from_value::<CodedValue>(serde_json::Value::Object(map))
+                    .map(ObservationValue::Coded)
+                    .map_err(|e| {
+                        D::Error::custom(format!("a coded value is {{\"system\", \"code\"}}: {e}"))
+                    })
+            }
             serde_json::Value::Number(n) => n
                 .as_f64()
                 .filter(|x| x.is_finite())
                 .map(ObservationValue::Number)
                 .ok_or_else(|| D::Error::custom(format!("{n} is not a finite number"))),
             other => Err(D::Error::custom(format!(
-                "expected a number or a boolean, found {}",
+                "expected a number, a boolean or a coded value {{\"system\", \"code\"}}, found {}",
                 crate::json::kind_of(&other)
             ))),
         }
     }
 }
 
-impl From<ObservationValue> for RawValue {
-    fn from(v: ObservationValue) -> Self {
-        match v {
-            ObservationValue::Number(n) => RawValue::Number(n),
-            ObservationValue::Boolean(b) => RawValue::Boolean(b),
+impl ObservationValue {
+    /// The value the unit table reads. A coded value becomes a yes/no: whether the concept lists
+    /// it under `true_values` (§9 D14: a prone body position); a concept without `true_values`
+    /// takes no coded value.
+    pub fn raw(&self, concept: Concept, rules: &RuleSet) -> Result<RawValue, UnitError> {
+        match self {
+            ObservationValue::Number(n) => Ok(RawValue::Number(*n)),
+            ObservationValue::Boolean(b) => Ok(RawValue::Boolean(*b)),
+            ObservationValue::Coded(c) => {
+                let cfg = rules.concept_config(concept);
+                if cfg.true_values.is_empty() {
+                    return Err(UnitError::WrongValueType {
+                        concept,
+                        expected: match concept.dimension() {
+                            crate::concept::Dimension::Boolean => "true/false",
+                            _ => "numeric",
+                        },
+                        got: "coded",
+                    });
+                }
+                Ok(RawValue::Boolean(
+                    cfg.true_values
+                        .iter()
+                        .any(|t| t.system == c.system && t.code == c.code),
+                ))
+            }
         }
     }
 }
@@ -396,12 +442,14 @@ impl PatientSnapshot {
             let Some(mapped) = rules.concept_of(&obs.system, &obs.code) else {
                 continue;
             };
-            if let Err(e) = normalise(
-                mapped.concept,
-                obs.value.into(),
-                obs.unit.as_deref(),
-                rules.plausible(mapped.concept),
-            ) {
+            if let Err(e) = obs.value.raw(mapped.concept, rules).and_then(|raw| {
+                normalise(
+                    mapped.concept,
+                    raw,
+                    obs.unit.as_deref(),
+                    rules.plausible(mapped.concept),
+                )
+            }) {
                 let field = match e {
                     UnitError::UnknownUnit { .. } => "unit",
                     _ => "value",
@@ -414,6 +462,20 @@ impl PatientSnapshot {
                     ),
                 });
             }
+        }
+        if let (Some(lo), Some(hi)) = (self.patient.age_years, self.patient.age_years_max)
+            && hi < lo
+        {
+            issues.push(InputIssue {
+                path: "patient.age_years_max".into(),
+                message: format!("the highest possible age {hi} is below the lowest {lo}"),
+            });
+        }
+        if self.patient.age_years.is_none() && self.patient.age_years_max.is_some() {
+            issues.push(InputIssue {
+                path: "patient.age_years_max".into(),
+                message: "age_years_max needs age_years (the lowest possible age)".into(),
+            });
         }
         if let Some(start) = self.context.mv_start
             && start > now

@@ -164,12 +164,9 @@ impl Timelines {
                 continue;
             };
             let concept = mapped.concept;
-            let value = match normalise(
-                concept,
-                obs.value.into(),
-                obs.unit.as_deref(),
-                rules.plausible(concept),
-            ) {
+            let value = match obs.value.raw(concept, rules).and_then(|raw| {
+                normalise(concept, raw, obs.unit.as_deref(), rules.plausible(concept))
+            }) {
                 Ok((v, note)) => {
                     if let Some(note) = note {
                         quality.push(note.code(), &obs.id);

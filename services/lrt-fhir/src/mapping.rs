@@ -6,11 +6,13 @@
 //!   (`<id>/component/<n>`). The unit is the UCUM `code`. `effectiveDateTime`/`Instant` or the
 //!   end of `effectivePeriod` (else its start) gives the time; a partial date is not a time.
 //! * **Patient**: sex from `gender`; age in completed years at `now` from `birthDate` (a partial
-//!   birth date gives the lowest possible age, flagged `imprecise_birth_date`).
+//!   birth date gives the lowest possible age, flagged `imprecise_birth_date`, and the highest
+//!   in `age_years_max` when it allows more than one; §9 D4).
 //! * **Conditions, procedures, medications, flags**: the rule set's code sets set the context.
 //!   Nothing dated after `now` counts (replays see only the past). A kind of resource that was
 //!   not searched leaves its flags unknown; a searched kind without a match applies the code
-//!   set's `when_absent`.
+//!   set's `when_absent`. Versions with `report_unmapped_context_codes` report every active
+//!   Flag or Condition that no code set maps (`unmapped:<system>|<code>`, §9 D4).
 //! * **Ventilation**: invasive-ventilation periods (merged across gaps up to the rule set's
 //!   `ventilation_episode_gap_h`) covering `now` mean intubated since the episode's start; without
 //!   one, the latest intubation not followed by an extubation.
@@ -23,8 +25,8 @@ use lrt_engine::concept::{Concept, Dimension};
 use lrt_engine::ruleset::codesets::{CodeSet, ContextTarget};
 use lrt_engine::ruleset::files::{ResourceKind, WhenAbsent};
 use lrt_engine::snapshot::{
-    Context, ContextFlag, DiagnosisGroup, Observation, ObservationStatus, ObservationValue,
-    Patient, PatientSnapshot, Sex,
+    CodedValue, Context, ContextFlag, DiagnosisGroup, Observation, ObservationStatus,
+    ObservationValue, Patient, PatientSnapshot, Sex,
 };
 
 use crate::bundle::Read;
@@ -321,25 +323,42 @@ impl Mapper<'_> {
             Some("female") => Sex::Female,
             _ => Sex::Unknown,
         };
-        let age_years = match p.birth_date.as_deref() {
-            None => None,
-            Some(b) => match time::age_at(b, self.now) {
-                Some((age, partial)) => {
-                    if partial {
-                        self.warn(
+        // §9 D4: a partial birth date allows a range of ages. The snapshot carries both ends;
+        // versions with `age_imprecise_as_range` read the range, earlier ones the lowest age.
+        let as_range = self
+            .rules
+            .param("age_imprecise_as_range")
+            .is_some_and(|p| p.value >= 1.0);
+        let (age_years, age_years_max) = match p.birth_date.as_deref() {
+            None => (None, None),
+            Some(b) => {
+                match (time::age_at(b, self.now), time::age_range_at(b, self.now)) {
+                    (Some((age, partial)), Some((_, oldest))) => {
+                        if partial && as_range && oldest > age {
+                            self.warn(
                             "imprecise_birth_date",
-                            &format!("{b} (age read as {age}, the lowest it can be)"),
+                            &format!("{b} (age {age} to {oldest}: a threshold between them is unknown)"),
                         );
+                        } else if partial {
+                            self.warn(
+                                "imprecise_birth_date",
+                                &format!("{b} (age read as {age}, the lowest it can be)"),
+                            );
+                        }
+                        (Some(age), (oldest > age).then_some(oldest))
                     }
-                    Some(age)
+                    _ => {
+                        self.warn("invalid_value", &format!("Patient.birthDate {b}"));
+                        (None, None)
+                    }
                 }
-                None => {
-                    self.warn("invalid_value", &format!("Patient.birthDate {b}"));
-                    None
-                }
-            },
+            }
         };
-        Patient { sex, age_years }
+        Patient {
+            sex,
+            age_years,
+            age_years_max,
+        }
     }
 
     fn observation(&mut self, o: &ObservationRecord, out: &mut Vec<Observation>) {
@@ -434,6 +453,26 @@ impl Mapper<'_> {
             Value::Quantity { value: None, .. } => return,
             Value::Integer(i) => (ObservationValue::Number(*i as f64), None),
             Value::Boolean(b) => (ObservationValue::Boolean(*b), None),
+            // §9 D14: a concept with `true_values` (the body position) keeps the coded value;
+            // the engine reads it against that list. The coding the list names wins, else the
+            // first one.
+            Value::Coded(codes)
+                if !self.rules.concept_config(concept).true_values.is_empty()
+                    && !codes.is_empty() =>
+            {
+                let yes = &self.rules.concept_config(concept).true_values;
+                let chosen = codes
+                    .iter()
+                    .find(|c| yes.iter().any(|t| t.system == c.system && t.code == c.code))
+                    .unwrap_or(&codes[0]);
+                (
+                    ObservationValue::Coded(CodedValue {
+                        system: chosen.system.clone(),
+                        code: chosen.code.clone(),
+                    }),
+                    None,
+                )
+            }
             Value::Coded(codes) if concept.dimension() == Dimension::Boolean => {
                 match coded_answer(codes) {
                     Some(b) => (ObservationValue::Boolean(b), None),
@@ -495,6 +534,31 @@ impl Mapper<'_> {
         }
     }
 
+    /// §9 D4 (versions that set `report_unmapped_context_codes` to 1): an active Flag or
+    /// Condition whose codes no code set of its kind maps is reported, one
+    /// `unmapped:<system>|<code>` per coding, so a forgotten local mapping does not pass as
+    /// "not documented". Codes listed under `unmapped_codes` (left out on purpose) are not
+    /// reported; neither is a resource without codings (there is nothing to map).
+    fn report_unmapped(&mut self, kind: ResourceKind, codes: &[Coding]) {
+        let on = self
+            .rules
+            .param("report_unmapped_context_codes")
+            .is_some_and(|p| p.value >= 1.0);
+        if !on || self.sets(kind).any(|s| any_match(s, codes)) {
+            return;
+        }
+        for c in codes {
+            let deliberate = self
+                .rules
+                .unmapped_codes
+                .iter()
+                .any(|u| u.system == c.system && u.code == c.code);
+            if !deliberate {
+                self.warn("unmapped", &format!("{}|{}", c.system, c.code));
+            }
+        }
+    }
+
     fn conditions(&mut self, conditions: &[&ConditionRecord], searched: Searched) {
         let mut groups = Vec::new();
         for c in conditions {
@@ -525,6 +589,9 @@ impl Mapper<'_> {
                 })
                 .map(|s| s.target)
                 .collect();
+            if active {
+                self.report_unmapped(ResourceKind::Conditions, &c.codings);
+            }
             for t in targets {
                 self.hit(t, &mut groups);
             }
@@ -551,6 +618,7 @@ impl Mapper<'_> {
                 .filter(|s| any_match(s, &f.codings))
                 .map(|s| s.target)
                 .collect();
+            self.report_unmapped(ResourceKind::Flags, &f.codings);
             for t in targets {
                 self.hit(t, &mut groups);
             }

@@ -108,6 +108,15 @@ pub fn age_at(birth_date: &str, now: DateTime<Utc>) -> Option<(u32, bool)> {
     completed_years(last, now.date_naive()).map(|age| (age, first != last))
 }
 
+/// The lowest and highest completed ages at `now` that a FHIR birth date allows (equal for a
+/// full date), or `None` when it is no date or lies after `now`.
+pub fn age_range_at(birth_date: &str, now: DateTime<Utc>) -> Option<(u32, u32)> {
+    let (first, last) = date_range(birth_date.trim())?;
+    let lowest = completed_years(last, now.date_naive())?;
+    let highest = completed_years(first, now.date_naive()).unwrap_or(lowest);
+    Some((lowest, highest.max(lowest)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,5 +178,11 @@ mod tests {
         assert_eq!(age_at("2075-05-21", now), Some((80, false)));
         assert_eq!(age_at("2157", now), None);
         assert_eq!(age_at("not a date", now), None);
+        // §9 D4: the ages a partial birth date allows.
+        assert_eq!(age_range_at("2075", now), Some((80, 81)));
+        assert_eq!(age_range_at("2075-05", now), Some((80, 81)));
+        assert_eq!(age_range_at("2075-04", now), Some((81, 81)));
+        assert_eq!(age_range_at("2075-05-20", now), Some((81, 81)));
+        assert_eq!(age_range_at("2157", now), None);
     }
 }

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use lrt_engine::RuleSet;
 use lrt_engine::snapshot::{
-    DiagnosisGroup, ObservationStatus, ObservationValue, PatientSnapshot, Sex,
+    CodedValue, DiagnosisGroup, ObservationStatus, ObservationValue, PatientSnapshot, Sex,
 };
 use lrt_engine::testing::{shared_dir, shipped_version_dir};
 use lrt_fhir::{Collected, MapOptions, Searched};
@@ -61,6 +61,7 @@ fn value_of(s: &PatientSnapshot, id: &str) -> ObservationValue {
         .find(|o| o.id == id)
         .unwrap_or_else(|| panic!("no {id} in {:#?}", s.observations))
         .value
+        .clone()
 }
 
 #[test]
@@ -656,4 +657,118 @@ fn rule_set_0_2_0_code_sets_follow_the_section_9_decisions() {
         s.context.on_extracorporeal_support, None,
         "unknown, never a silent no"
     );
+}
+
+#[test]
+fn rule_set_0_2_0_reads_an_imprecise_birth_date_as_a_range_of_ages() {
+    // §9 D4: born in 1960, on 2025-03-01 the patient is 64 or 65.
+    let mut p = patient();
+    p["birthDate"] = json!("1960");
+    let s = snapshot_0_2_0(vec![p.clone()]);
+    assert_eq!(
+        (s.patient.age_years, s.patient.age_years_max),
+        (Some(64), Some(65))
+    );
+    assert!(
+        s.data_quality.contains(
+            &"imprecise_birth_date:1960 (age 64 to 65: a threshold between them is unknown)"
+                .to_string()
+        ),
+        "{:?}",
+        s.data_quality
+    );
+    // 0.1.0 reads the lowest age and says so (the snapshot still carries both ends).
+    let s = snapshot_of(vec![p], Searched::ALL);
+    assert_eq!(
+        (s.patient.age_years, s.patient.age_years_max),
+        (Some(64), Some(65))
+    );
+    assert!(
+        s.data_quality.contains(
+            &"imprecise_birth_date:1960 (age read as 64, the lowest it can be)".to_string()
+        ),
+        "{:?}",
+        s.data_quality
+    );
+    // A month that allows one age only is no range; a full date never is.
+    let mut p = patient();
+    p["birthDate"] = json!("1960-01");
+    let s = snapshot_0_2_0(vec![p]);
+    assert_eq!(
+        (s.patient.age_years, s.patient.age_years_max),
+        (Some(65), None)
+    );
+    let s = snapshot_0_2_0(vec![patient()]);
+    assert_eq!(
+        (s.patient.age_years, s.patient.age_years_max),
+        (Some(44), None)
+    );
+}
+
+#[test]
+fn rule_set_0_2_0_reports_active_flags_and_conditions_no_code_set_maps() {
+    let flag = |id: &str, code: &str, status: &str| {
+        json!({"resourceType": "Flag", "id": id, "status": status,
+            "code": {"coding": [{"system": "urn:site:flags", "code": code}]},
+            "subject": {"reference": "Patient/p1"}})
+    };
+    let resources = vec![
+        patient(),
+        flag("f1", "fall-risk", "active"),
+        flag("f2", "isolation", "inactive"),
+        {
+            let mut f = flag("f3", "refusal-or-limitation-of-care", "active");
+            f["code"]["coding"][0]["system"] = json!("urn:lrt:local");
+            f
+        },
+        condition("dm", ICD10, "E11.9", "active"),
+        condition("old", ICD10, "E66.01", "resolved"),
+        condition("dnr", ICD10, "Z66", "active"),
+    ];
+    let s = snapshot_0_2_0(resources.clone());
+    let unmapped: Vec<&String> = s
+        .data_quality
+        .iter()
+        .filter(|d| d.starts_with("unmapped:"))
+        .collect();
+    assert_eq!(
+        unmapped,
+        [
+            "unmapped:http://hl7.org/fhir/sid/icd-10-cm|E11.9",
+            "unmapped:urn:site:flags|fall-risk"
+        ],
+        "active and unmapped only: not the inactive flag, the resolved condition, nor mapped codes"
+    );
+    // The flag whose code a code set maps still sets its hard stop.
+    assert_eq!(s.context.hard_stops, ["refusal_or_limitation_of_care"]);
+    // 0.1.0 has no `report_unmapped_context_codes`: silent, as before.
+    let s = snapshot_of(resources, Searched::ALL);
+    assert!(
+        !s.data_quality.iter().any(|d| d.starts_with("unmapped:")),
+        "{:?}",
+        s.data_quality
+    );
+}
+
+#[test]
+fn rule_set_0_2_0_keeps_a_coded_body_position() {
+    // §9 D14/D15: Observation 8361-8 with valueCodeableConcept SNOMED 1240000 (prone).
+    let position = json!({"resourceType": "Observation", "id": "bp", "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8361-8"}]},
+        "subject": {"reference": "Patient/p1"}, "effectiveDateTime": "2025-03-01T11:00:00Z",
+        "valueCodeableConcept": {"coding": [
+            {"system": "urn:site:positions", "code": "PR"},
+            {"system": "http://snomed.info/sct", "code": "1240000"}]}});
+    let s = snapshot_0_2_0(vec![patient(), position.clone()]);
+    assert_eq!(
+        value_of(&s, "bp"),
+        ObservationValue::Coded(CodedValue {
+            system: "http://snomed.info/sct".into(),
+            code: "1240000".into()
+        }),
+        "the coding the rule set names as prone wins"
+    );
+    // 0.1.0 maps no body position: the observation is not used.
+    let s = snapshot_of(vec![patient(), position], Searched::ALL);
+    assert!(s.observations.is_empty(), "{:?}", s.observations);
 }

@@ -26,7 +26,7 @@ use super::{
     Node, NodeKind, Outcome, Outputs, Parameter, Rule, RuleError, RuleSet, RuleSetError, Score,
     ScoreItem, Series, Validity,
 };
-use crate::concept::{Concept, Plausible};
+use crate::concept::{Concept, Dimension, Plausible};
 use crate::facts::{Fact, FactId, FactKind};
 
 pub(super) struct Errors(Vec<RuleError>);
@@ -429,7 +429,17 @@ pub(crate) fn compile(
                 codes: c.codes.clone(),
                 cites: c.cites.clone(),
                 supersedes: Vec::new(),
+                true_values: c.true_values.clone(),
             });
+            if !c.true_values.is_empty() && concept.dimension() != Dimension::Boolean {
+                ctx.errors.push(
+                    &f.display,
+                    format!("{ptr}/true_values"),
+                    format!(
+                        "{name} is not a yes/no concept: only yes/no concepts take true_values"
+                    ),
+                );
+            }
             for (i, other) in c.supersedes.iter().enumerate() {
                 match Concept::from_name(other) {
                     Some(o) if o != concept => supersedes.push((concept, o)),
@@ -1060,6 +1070,7 @@ pub(crate) fn compile(
                     codes: Vec::new(),
                     cites: String::new(),
                     supersedes: Vec::new(),
+                    true_values: Vec::new(),
                 })
             })
             .collect(),

@@ -212,6 +212,10 @@ pub struct ConceptDef {
     /// observation coded 59408-5 and 2708-6 is SpO2, not SaO2).
     #[serde(default)]
     pub supersedes: Vec<String>,
+    /// Yes/no concepts only: the coded values (`valueCodeableConcept`) that mean yes; any other
+    /// coded value means no (§9 D14: the prone body position).
+    #[serde(default)]
+    pub true_values: Vec<CodeDef>,
     #[serde(default)]
     pub description: Option<String>,
 }

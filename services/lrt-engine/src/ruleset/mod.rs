@@ -117,6 +117,9 @@ pub struct ConceptConfig {
     pub cites: String,
     /// Concepts this one wins over on an observation coded with both.
     pub supersedes: Vec<Concept>,
+    /// Yes/no concepts only: the coded values that mean yes (§9 D14: a prone body position);
+    /// any other coded value means no. Empty: the concept takes no coded value.
+    pub true_values: Vec<files::CodeDef>,
 }
 
 #[derive(Debug, Clone)]
