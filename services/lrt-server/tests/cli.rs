@@ -227,14 +227,28 @@ fn rules_check_rejects_a_broken_file_naming_file_pointer_and_reason() {
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     let ecmo = f.display().to_string();
+    let line_of = |needle: &str| {
+        1 + std::fs::read_to_string(&f)
+            .unwrap()
+            .lines()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("{needle:?} in {ecmo}"))
+    };
+    let uncited_line = line_of("- id: relative_ci_immunocompromised");
     assert!(
-        err.contains(&format!("{ecmo}: /rules/"))
-            && err.contains("\"cites\" is a required property"),
+        err.contains(&format!(
+            "{ecmo}:{uncited_line}: item relative_ci_immunocompromised: \"cites\" is a required property\n  help: every item cites"
+        )),
         "{err}"
     );
     let wrong_type = format!(
-        "{}: /parameters/vent_validity_h/value: \"4\" is not of type \"number\"",
-        p.display()
+        "{}:{}: item vent_validity_h: \"4\" is not of type \"number\"",
+        p.display(),
+        1 + std::fs::read_to_string(&p)
+            .unwrap()
+            .lines()
+            .position(|l| l.contains("vent_validity_h:"))
+            .unwrap()
     );
     assert!(err.contains(&wrong_type), "{err}");
 
@@ -248,9 +262,11 @@ fn rules_check_rejects_a_broken_file_naming_file_pointer_and_reason() {
     let out = lrt(&["rules", "check", dir.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
+    let bmi_line = line_of("when: {fact: bmi_kg, gt:");
     assert!(
-        err.contains(&format!("{ecmo}: /rules/"))
-            && err.contains("unknown fact \"bmi_kg\" (did you mean \"bmi\"?)"),
+        err.contains(&format!(
+            "{ecmo}:{bmi_line}: item relative_ci_bmi: unknown fact \"bmi_kg\"\n  help: did you mean \"bmi\"?"
+        )),
         "{err}"
     );
 }

@@ -35,11 +35,11 @@ pub(crate) fn validate_and_parse(files: &[SourceFile]) -> Result<Vec<ParsedFile>
     for f in files {
         let before = errors.len();
         for e in validator().iter_errors(&f.value) {
-            errors.push(RuleError {
-                file: f.display.clone(),
-                pointer: e.instance_path().as_str().to_string(),
-                message: e.to_string(),
-            });
+            let message = e.to_string();
+            let help = schema_help(&message);
+            errors.push(
+                RuleError::new(&f.display, e.instance_path().as_str(), message).with_help(help),
+            );
         }
         if errors.len() > before {
             continue;
@@ -50,11 +50,7 @@ pub(crate) fn validate_and_parse(files: &[SourceFile]) -> Result<Vec<ParsedFile>
                 name: f.name.clone(),
                 file,
             }),
-            Err(e) => errors.push(RuleError {
-                file: f.display.clone(),
-                pointer: String::new(),
-                message: e.to_string(),
-            }),
+            Err(e) => errors.push(RuleError::new(&f.display, "", e.to_string())),
         }
     }
     if errors.is_empty() {
@@ -62,6 +58,28 @@ pub(crate) fn validate_and_parse(files: &[SourceFile]) -> Result<Vec<ParsedFile>
     } else {
         Err(RuleSetError { errors })
     }
+}
+
+/// Help for the shape errors authors make most.
+fn schema_help(message: &str) -> Option<String> {
+    if message.contains("\"cites\" is a required property") {
+        return Some(
+            "every item cites the knowledge-base section(s) it encodes: write `cites: \"§2.7\"`"
+                .into(),
+        );
+    }
+    if message.contains("is not one of [\"V\",\"M\",\"H\"]")
+        || message.contains("is not one of [\"V\", \"M\", \"H\"]")
+    {
+        return Some(
+            "evidence is the knowledge base's tag of the cited section or item: V (verified), M (from memory) or H (heuristic or policy)"
+                .into(),
+        );
+    }
+    if message.contains("Additional properties are not allowed") {
+        return Some("check the spelling of the key; rules/README.md lists every key".into());
+    }
+    None
 }
 
 #[cfg(test)]
