@@ -271,6 +271,41 @@ fn rules_check_rejects_a_broken_file_naming_file_pointer_and_reason() {
     );
 }
 
+/// Rule set 0.2.0 is format 2: a decision item without `evidence` is refused, and the CLI prints
+/// `file:line: item <id>: message` with the help on the next line.
+#[test]
+fn rules_check_prints_file_line_item_and_help_for_an_untagged_decision_item() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("lrt-ruleset/0.2.0");
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(repo().join("rules/lrt-ruleset/0.2.0")).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_file() {
+            std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let f = dir.join("ecmo.yaml");
+    edit_file(
+        &f,
+        "  - id: relative_ci_age\n    cites: \"§2.7, §2.3\"\n    evidence: M  # ELSO 2021 (§2.3) from memory\n",
+        "  - id: relative_ci_age\n    cites: \"§2.7, §2.3\"\n",
+    );
+    let line = 1 + std::fs::read_to_string(&f)
+        .unwrap()
+        .lines()
+        .position(|l| l == "  - id: relative_ci_age")
+        .unwrap();
+
+    let out = lrt(&["rules", "check", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    let expected = format!(
+        "{}:{line}: item relative_ci_age: rule relative_ci_age feeds ecmo_category but has no `evidence` tag\n  help: write `evidence: V`",
+        f.display()
+    );
+    assert!(err.contains(&expected), "{err}");
+}
+
 #[test]
 fn rules_test_passes_and_prints_the_summary() {
     let out = lrt(&["rules", "test"]);

@@ -32,14 +32,21 @@ pub(crate) struct ParsedFile {
 pub(crate) fn validate_and_parse(files: &[SourceFile]) -> Result<Vec<ParsedFile>, RuleSetError> {
     let mut errors = Vec::new();
     let mut parsed = Vec::new();
+    // Every parameter's value, to name the one a literal threshold should have been.
+    let params: Vec<(&str, f64)> = files
+        .iter()
+        .filter_map(|f| f.value.get("parameters").and_then(Value::as_object))
+        .flat_map(|m| m.iter())
+        .filter_map(|(name, p)| Some((name.as_str(), p.get("value")?.as_f64()?)))
+        .collect();
     for f in files {
         let before = errors.len();
         for e in validator().iter_errors(&f.value) {
             let message = e.to_string();
-            let help = schema_help(&message);
-            errors.push(
-                RuleError::new(&f.display, e.instance_path().as_str(), message).with_help(help),
-            );
+            let pointer = e.instance_path().as_str();
+            let help = literal_threshold_help(&f.value, pointer, &params)
+                .or_else(|| schema_help(&message));
+            errors.push(RuleError::new(&f.display, pointer, message).with_help(help));
         }
         if errors.len() > before {
             continue;
@@ -58,6 +65,31 @@ pub(crate) fn validate_and_parse(files: &[SourceFile]) -> Result<Vec<ParsedFile>
     } else {
         Err(RuleSetError { errors })
     }
+}
+
+/// A number where a condition compares a fact (`{fact: bmi, gt: 45}`): thresholds are
+/// parameters; name the parameter(s) with that value when there are any.
+fn literal_threshold_help(file: &Value, pointer: &str, params: &[(&str, f64)]) -> Option<String> {
+    let (parent, op) = pointer.rsplit_once('/')?;
+    let in_condition = pointer.contains("/when") || pointer.contains("/qualifies");
+    if !in_condition || !["lt", "le", "gt", "ge", "eq", "ne"].contains(&op) {
+        return None;
+    }
+    let x = file.pointer(pointer)?.as_f64()?;
+    file.pointer(parent)?.get("fact")?;
+    let mut same: Vec<&str> = params
+        .iter()
+        .filter(|(_, v)| (v - x).abs() <= crate::concept::EPSILON)
+        .map(|(n, _)| *n)
+        .collect();
+    same.sort_unstable();
+    same.dedup();
+    Some(if same.is_empty() {
+        "thresholds are parameters: define one under `parameters` (value, unit, cites) and write `{param: <name>}`".into()
+    } else {
+        let written: Vec<String> = same.iter().map(|n| format!("`{{param: {n}}}`")).collect();
+        format!("thresholds are parameters: write {}", written.join(" or "))
+    })
 }
 
 /// Help for the shape errors authors make most.
