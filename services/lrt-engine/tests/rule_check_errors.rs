@@ -22,7 +22,10 @@ fn errors_after(file: &str, from: &str, to: &str) -> Vec<String> {
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                format!("{name}: {}: {}", e.pointer, e.message)
+                match &e.help {
+                    Some(help) => format!("{name}: {}: {} help: {help}", e.pointer, e.message),
+                    None => format!("{name}: {}: {}", e.pointer, e.message),
+                }
             })
             .collect(),
     }
@@ -69,7 +72,7 @@ fn unknown_fact_is_named_with_a_suggestion() {
     assert_one(
         &e,
         "ecmo.yaml: /rules/",
-        "unknown fact \"age_yeras\" (did you mean \"age_years\"?)",
+        "unknown fact \"age_yeras\" help: did you mean \"age_years\"?",
     );
 }
 
@@ -157,7 +160,7 @@ fn unknown_parameter_and_group_and_catalogue_code_are_rejected() {
     assert_one(
         &e,
         "recommendations.yaml: /rules/",
-        "PRONE_POSITION is not in the `recommendations` catalogue (did you mean \"PRONE_POSITIONING\"?)",
+        "PRONE_POSITION is not in the `recommendations` catalogue help: did you mean \"PRONE_POSITIONING\"?",
     );
 }
 
@@ -356,12 +359,12 @@ fn a_group_that_is_written_but_never_read_is_refused_with_a_suggestion() {
     assert_one(
         &e,
         "ecmo.yaml: /rules/",
-        "rule relative_ci_bmi: group \"relative_contraindications\" is written but never read",
+        "group \"relative_contraindications\" is written but never read",
     );
     assert_one(
         &e,
         "ecmo.yaml: /rules/",
-        "did you mean \"relative_contraindication\"",
+        "help: did you mean \"relative_contraindication\"?",
     );
     assert!(
         e.iter()

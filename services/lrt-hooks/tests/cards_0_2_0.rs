@@ -395,6 +395,16 @@ fn replace_in(dir: &std::path::Path, file: &str, from: &str, to: &str) {
 
 #[test]
 fn a_reason_without_a_catalogue_entry_is_refused() {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../rules/lrt-ruleset/0.2.0/ecmo.yaml"),
+    )
+    .expect("ecmo.yaml");
+    let line = text
+        .lines()
+        .position(|l| l.trim() == "- id: relative_ci_bmi")
+        .expect("the rule")
+        + 1;
     let e = errors_after(|d| {
         replace_in(
             d,
@@ -405,11 +415,11 @@ fn a_reason_without_a_catalogue_entry_is_refused() {
     });
     assert!(e.contains("ecmo.yaml"), "{e}");
     assert!(
-        e.contains("relative_ci_bmi: reason `relative_ci:bmi_gt_45` has no entry"),
+        e.contains("item relative_ci_bmi: reason `relative_ci:bmi_gt_45` has no entry"),
         "{e}"
     );
     assert!(
-        e.contains("relative_ci:bmi_over_45: no rule gives this reason"),
+        e.contains("item relative_ci:bmi_over_45: no rule gives this reason"),
         "{e}"
     );
     assert!(e.contains("help: "), "{e}");
@@ -441,7 +451,7 @@ fn an_ecmo_order_card_that_removes_the_order_is_refused() {
         std::fs::write(&p, format!("{head}{tail}")).expect("write");
     });
     assert!(
-        e.contains("/cards/order_cards/ecmo_reversible/may_remove_order"),
+        e.contains("cards.yaml:") && e.contains(": item ecmo_reversible: "),
         "{e}"
     );
     assert!(e.contains("never offer to remove the order"), "{e}");

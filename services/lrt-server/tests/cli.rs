@@ -227,14 +227,28 @@ fn rules_check_rejects_a_broken_file_naming_file_pointer_and_reason() {
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     let ecmo = f.display().to_string();
+    let line_of = |needle: &str| {
+        1 + std::fs::read_to_string(&f)
+            .unwrap()
+            .lines()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("{needle:?} in {ecmo}"))
+    };
+    let uncited_line = line_of("- id: relative_ci_immunocompromised");
     assert!(
-        err.contains(&format!("{ecmo}: /rules/"))
-            && err.contains("\"cites\" is a required property"),
+        err.contains(&format!(
+            "{ecmo}:{uncited_line}: item relative_ci_immunocompromised: \"cites\" is a required property\n  help: every item cites"
+        )),
         "{err}"
     );
     let wrong_type = format!(
-        "{}: /parameters/vent_validity_h/value: \"4\" is not of type \"number\"",
-        p.display()
+        "{}:{}: item vent_validity_h: \"4\" is not of type \"number\"",
+        p.display(),
+        1 + std::fs::read_to_string(&p)
+            .unwrap()
+            .lines()
+            .position(|l| l.contains("vent_validity_h:"))
+            .unwrap()
     );
     assert!(err.contains(&wrong_type), "{err}");
 
@@ -248,11 +262,48 @@ fn rules_check_rejects_a_broken_file_naming_file_pointer_and_reason() {
     let out = lrt(&["rules", "check", dir.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
+    let bmi_line = line_of("when: {fact: bmi_kg, gt:");
     assert!(
-        err.contains(&format!("{ecmo}: /rules/"))
-            && err.contains("unknown fact \"bmi_kg\" (did you mean \"bmi\"?)"),
+        err.contains(&format!(
+            "{ecmo}:{bmi_line}: item relative_ci_bmi: unknown fact \"bmi_kg\"\n  help: did you mean \"bmi\"?"
+        )),
         "{err}"
     );
+}
+
+/// Rule set 0.2.0 is format 2: a decision item without `evidence` is refused, and the CLI prints
+/// `file:line: item <id>: message` with the help on the next line.
+#[test]
+fn rules_check_prints_file_line_item_and_help_for_an_untagged_decision_item() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("lrt-ruleset/0.2.0");
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(repo().join("rules/lrt-ruleset/0.2.0")).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_file() {
+            std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let f = dir.join("ecmo.yaml");
+    edit_file(
+        &f,
+        "  - id: relative_ci_age\n    cites: \"§2.7, §2.3\"\n    evidence: M  # ELSO 2021 (§2.3) from memory\n",
+        "  - id: relative_ci_age\n    cites: \"§2.7, §2.3\"\n",
+    );
+    let line = 1 + std::fs::read_to_string(&f)
+        .unwrap()
+        .lines()
+        .position(|l| l == "  - id: relative_ci_age")
+        .unwrap();
+
+    let out = lrt(&["rules", "check", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    let expected = format!(
+        "{}:{line}: item relative_ci_age: rule relative_ci_age feeds ecmo_category but has no `evidence` tag\n  help: write `evidence: V`",
+        f.display()
+    );
+    assert!(err.contains(&expected), "{err}");
 }
 
 #[test]

@@ -38,15 +38,22 @@ impl Errors {
         pointer: impl Into<String>,
         message: impl Into<String>,
     ) {
-        self.0.push(RuleError {
-            file: file.to_string(),
-            pointer: pointer.into(),
-            message: message.into(),
-        });
+        self.0.push(RuleError::new(file, pointer, message));
+    }
+    pub(super) fn push_help(
+        &mut self,
+        file: &str,
+        pointer: impl Into<String>,
+        message: impl Into<String>,
+        help: impl Into<String>,
+    ) {
+        self.0
+            .push(RuleError::new(file, pointer, message).with_help(Some(help.into())));
     }
     fn problems(&mut self, file: &str, problems: Vec<Problem>) {
         for p in problems {
-            self.push(file, p.pointer, p.message);
+            self.0
+                .push(RuleError::new(file, p.pointer, p.message).with_help(p.help));
         }
     }
 }
@@ -93,10 +100,11 @@ impl Ctx<'_> {
     pub(super) fn cites(&mut self, file: &str, ptr: &str, cites: &str) {
         let found = cited_sections(cites);
         if found.is_empty() {
-            self.errors.push(
+            self.errors.push_help(
                 file,
                 format!("{ptr}/cites"),
-                "cites no knowledge-base section (write e.g. \"§2.7\")",
+                "cites no knowledge-base section",
+                "write the section(s) this item encodes, e.g. `cites: \"§2.7\"`",
             );
         }
         for s in found {
@@ -227,13 +235,12 @@ pub(crate) fn compile(
     let window = |ctx: &mut Ctx, file: &str, ptr: &str, name: &str| -> Option<f64> {
         match param_index.get(name) {
             None => {
-                ctx.errors.push(
+                ctx.errors.push_help(
                     file,
                     ptr,
-                    format!(
-                        "unknown parameter {name:?}{}",
-                        super::condition::suggest(name, param_index.keys().map(String::as_str))
-                    ),
+                    format!("unknown parameter {name:?}"),
+                    super::condition::did_you_mean(name, param_index.keys().map(String::as_str))
+                        .unwrap_or_else(|| super::condition::PARAM_HELP.into()),
                 );
                 None
             }
@@ -692,7 +699,7 @@ pub(crate) fn compile(
             continue;
         }
         let mut problems = Vec::new();
-        let (cites, description, kind) = match &p.def {
+        let (cites, evidence, description, kind) = match &p.def {
             Def::Series(s) => {
                 ctx.cites(p.file, &p.ptr, &s.cites);
                 let lookback = window(
@@ -724,7 +731,7 @@ pub(crate) fn compile(
                     })),
                     _ => None,
                 };
-                (&s.cites, &s.description, kind)
+                (&s.cites, s.evidence, &s.description, kind)
             }
             Def::Score(s) => {
                 ctx.cites(p.file, &p.ptr, &s.cites);
@@ -735,7 +742,7 @@ pub(crate) fn compile(
                         NodeKind::Score(score)
                     },
                 );
-                (&s.cites, &s.description, kind)
+                (&s.cites, s.evidence, &s.description, kind)
             }
             Def::Classification(c) => {
                 ctx.cites(p.file, &p.ptr, &c.cites);
@@ -781,7 +788,7 @@ pub(crate) fn compile(
                     })),
                     _ => None,
                 };
-                (&c.cites, &c.description, kind)
+                (&c.cites, c.evidence, &c.description, kind)
             }
             Def::Rule(r) => {
                 ctx.cites(p.file, &p.ptr, &r.cites);
@@ -790,16 +797,19 @@ pub(crate) fn compile(
                 for (i, name) in r.requires.iter().enumerate() {
                     match fact_index.get(name) {
                         Some(&id) => requires.push(id),
-                        None => problems.push(Problem::new(
-                            format!("{}/requires/{i}", p.ptr),
-                            format!(
-                                "unknown fact {name:?}{}",
-                                super::condition::suggest(
+                        None => problems.push(
+                            Problem::new(
+                                format!("{}/requires/{i}", p.ptr),
+                                format!("unknown fact {name:?}"),
+                            )
+                            .help(
+                                super::condition::did_you_mean(
                                     name,
-                                    fact_index.keys().map(String::as_str)
+                                    fact_index.keys().map(String::as_str),
                                 )
+                                .unwrap_or_else(|| super::condition::FACT_HELP.into()),
                             ),
-                        )),
+                        ),
                     }
                 }
                 let emits = r.emits.as_ref().and_then(|e| {
@@ -830,7 +840,7 @@ pub(crate) fn compile(
                     }
                     _ => None,
                 };
-                (&r.cites, &r.description, kind)
+                (&r.cites, r.evidence, &r.description, kind)
             }
         };
         ctx.errors.problems(p.file, problems);
@@ -841,6 +851,7 @@ pub(crate) fn compile(
         nodes.push(kind.map(|kind| Node {
             id: Arc::from(p.id),
             cites: Arc::from(cites.as_str()),
+            evidence,
             file: p.file.to_string(),
             pointer: p.ptr.clone(),
             description: description.clone(),
@@ -956,18 +967,27 @@ pub(crate) fn compile(
                 .zip(&read_anywhere)
                 .filter(|(_, r)| **r)
                 .map(|(o, _)| o.name.as_str());
-            Some(RuleError {
-                file: first.file.clone(),
-                pointer: format!("{}/group", first.pointer),
-                message: format!(
-                    "rule {}: group {:?} is written but never read by `group_fired` or `reasons_from`{}, so the rule changes nothing. help: use a group that a classification or rule reads, or read this one",
-                    first.id,
-                    g.name,
-                    super::condition::suggest(&g.name, read_names)
-                ),
-            })
+            let help = match super::condition::did_you_mean(&g.name, read_names) {
+                Some(d) => format!("{d} (a group that a classification or rule reads)"),
+                None => "use a group that a classification or rule reads, or read this one".into(),
+            };
+            Some(
+                RuleError::new(
+                    &first.file,
+                    format!("{}/group", first.pointer),
+                    format!(
+                        "group {:?} is written but never read by `group_fired` or `reasons_from`, so the rule changes nothing",
+                        g.name,
+                    ),
+                )
+                .with_help(Some(help)),
+            )
         })
         .collect();
+    let mut unread = unread;
+    if manifest.format() >= 2 {
+        unread.extend(untagged_decisions(&nodes, &deps));
+    }
     if !unread.is_empty() {
         return Err(RuleSetError { errors: unread });
     }
@@ -976,10 +996,10 @@ pub(crate) fn compile(
         Err(cycle) => {
             let first = &nodes[cycle[0]];
             return Err(RuleSetError {
-                errors: vec![RuleError {
-                    file: first.file.clone(),
-                    pointer: first.pointer.clone(),
-                    message: format!(
+                errors: vec![RuleError::new(
+                    &first.file,
+                    &first.pointer,
+                    format!(
                         "these items depend on each other in a cycle: {}",
                         cycle
                             .iter()
@@ -987,7 +1007,7 @@ pub(crate) fn compile(
                             .collect::<Vec<_>>()
                             .join(" -> ")
                     ),
-                }],
+                )],
             });
         }
     };
@@ -1089,6 +1109,79 @@ pub(crate) fn compile(
     })
 }
 
+/// Format 2: every item that feeds `ecmo_category` (the classification and everything it depends
+/// on, transitively, through facts and groups) and every rule that emits a recommendation or a
+/// consult trigger must carry `evidence` (and `cites`, which the schema and [`Ctx::cites`]
+/// already require). `deps` are the nodes' direct dependencies, by index into `nodes`.
+fn untagged_decisions(nodes: &[Node], deps: &[Vec<usize>]) -> Vec<RuleError> {
+    let mut feeds = vec![false; nodes.len()];
+    let mut todo: Vec<usize> = nodes
+        .iter()
+        .position(|n| &*n.id == "ecmo_category" && matches!(n.kind, NodeKind::Classification(_)))
+        .into_iter()
+        .collect();
+    while let Some(n) = todo.pop() {
+        if !std::mem::replace(&mut feeds[n], true) {
+            todo.extend(deps[n].iter().filter(|d| !feeds[**d]));
+        }
+    }
+    let mut errors = Vec::new();
+    for (n, node) in nodes.iter().enumerate() {
+        let emits = match &node.kind {
+            NodeKind::Rule(Rule {
+                emits: Some(super::Emit::Recommendation { .. }),
+                ..
+            }) => Some("emits a recommendation"),
+            NodeKind::Rule(Rule {
+                emits: Some(super::Emit::Consult { .. }),
+                ..
+            }) => Some("emits a consult trigger"),
+            _ => None,
+        };
+        let why = match (feeds[n], emits) {
+            (true, _) if &*node.id == "ecmo_category" => "is the ECMO category",
+            (true, _) => "feeds ecmo_category",
+            (false, Some(e)) => e,
+            (false, None) => continue,
+        };
+        let kind = match node.kind {
+            NodeKind::Series(_) => "series",
+            NodeKind::Score(_) => "score",
+            NodeKind::Classification(_) => "classification",
+            NodeKind::Rule(_) => "rule",
+        };
+        if node.evidence.is_none() {
+            errors.push(
+                RuleError::new(
+                    &node.file,
+                    &node.pointer,
+                    format!("{kind} {} {why} but has no `evidence` tag", node.id),
+                )
+                .with_help(Some(
+                    "write `evidence: V` (verified), `M` (from memory) or `H` (heuristic or policy) below `cites:`, as the knowledge base tags what it cites (any [M] source makes it M, else any [H] makes it H)"
+                        .into(),
+                )),
+            );
+        }
+        if cited_sections(&node.cites).is_empty() {
+            errors.push(
+                RuleError::new(
+                    &node.file,
+                    format!("{}/cites", node.pointer),
+                    format!(
+                        "{kind} {} {why} but cites no knowledge-base section",
+                        node.id
+                    ),
+                )
+                .with_help(Some(
+                    "write the section(s) this item encodes, e.g. `cites: \"§2.7\"`".into(),
+                )),
+            );
+        }
+    }
+    errors
+}
+
 /// Kahn's algorithm, stable: among ready nodes the earliest defined goes first.
 /// On a cycle, returns the nodes of one cycle.
 fn topological_order(deps: &[Vec<usize>]) -> Result<Vec<usize>, Vec<usize>> {
@@ -1167,14 +1260,19 @@ fn compile_score(
         }
         seen.push(item.id.clone());
         let Some(&fact) = fact_index.get(&item.fact) else {
-            problems.push(Problem::new(
-                format!("{iptr}/fact"),
-                format!(
-                    "unknown fact {:?}{}",
-                    item.fact,
-                    super::condition::suggest(&item.fact, fact_index.keys().map(String::as_str))
+            problems.push(
+                Problem::new(
+                    format!("{iptr}/fact"),
+                    format!("unknown fact {:?}", item.fact),
+                )
+                .help(
+                    super::condition::did_you_mean(
+                        &item.fact,
+                        fact_index.keys().map(String::as_str),
+                    )
+                    .unwrap_or_else(|| super::condition::FACT_HELP.into()),
                 ),
-            ));
+            );
             continue;
         };
         let kind = &kinds[fact.index()];
@@ -1353,13 +1451,18 @@ fn outcome(
     for (i, g) in o.reasons_from.iter().enumerate() {
         match groups.get(g) {
             Some(&gi) => reasons_from.push(gi),
-            None => problems.push(Problem::new(
-                format!("{ptr}/reasons_from/{i}"),
-                format!(
-                    "unknown group {g:?}{}",
-                    super::condition::suggest(g, groups.keys().map(String::as_str))
+            None => problems.push(
+                Problem::new(
+                    format!("{ptr}/reasons_from/{i}"),
+                    format!("unknown group {g:?}: no rule writes it (`group: {g}`)"),
+                )
+                .help(
+                    super::condition::did_you_mean(g, groups.keys().map(String::as_str))
+                        .unwrap_or_else(|| {
+                            "a group is named by the `group:` of the rules that form it".into()
+                        }),
                 ),
-            )),
+            ),
         }
     }
     if reasons_from.len() != o.reasons_from.len() {
@@ -1395,13 +1498,13 @@ fn catalogue_index(
 ) -> Option<usize> {
     let found = list.iter().position(|r| *r.code == *code);
     if found.is_none() {
-        problems.push(Problem::new(
-            ptr,
-            format!(
-                "{code} is not in the `{section}` catalogue{}",
-                super::condition::suggest(code, list.iter().map(|r| &*r.code))
+        problems.push(
+            Problem::new(ptr, format!("{code} is not in the `{section}` catalogue")).help(
+                super::condition::did_you_mean(code, list.iter().map(|r| &*r.code)).unwrap_or_else(
+                    || format!("add an entry to `{section}` (code, display, cites)"),
+                ),
             ),
-        ));
+        );
     }
     found
 }

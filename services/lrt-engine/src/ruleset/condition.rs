@@ -284,6 +284,8 @@ fn compare(v: FactValue, op: Op, rhs: Rhs) -> Truth {
 pub struct Problem {
     pub pointer: String,
     pub message: String,
+    /// What to do about it, shown on its own line.
+    pub help: Option<String>,
 }
 
 impl Problem {
@@ -291,7 +293,14 @@ impl Problem {
         Problem {
             pointer: pointer.into(),
             message: message.into(),
+            help: None,
         }
+    }
+
+    /// Adds a help line.
+    pub fn help(mut self, help: impl Into<String>) -> Problem {
+        self.help = Some(help.into());
+        self
     }
 }
 
@@ -373,13 +382,19 @@ impl Scope<'_> {
             return match self.groups.get(name) {
                 Some(&g) => Some(Cond::GroupFired(g)),
                 None => {
-                    problems.push(Problem::new(
-                        format!("{ptr}/group_fired"),
-                        format!(
-                            "unknown group {name:?}{}",
-                            suggest(name, self.groups.keys().map(String::as_str))
+                    problems.push(
+                        Problem::new(
+                            format!("{ptr}/group_fired"),
+                            format!("unknown group {name:?}: no rule writes it (`group: {name}`)"),
+                        )
+                        .help(
+                            did_you_mean(name, self.groups.keys().map(String::as_str))
+                                .unwrap_or_else(|| {
+                                    "a group is named by the `group:` of the rules that form it"
+                                        .into()
+                                }),
                         ),
-                    ));
+                    );
                     None
                 }
             };
@@ -527,10 +542,10 @@ impl Scope<'_> {
                         .map(|f| f.name())
                         .filter(|_| self.allow_abg),
                 );
-                problems.push(Problem::new(
-                    ptr,
-                    format!("unknown fact {name:?}{}", suggest(name, names)),
-                ));
+                problems.push(
+                    Problem::new(ptr, format!("unknown fact {name:?}"))
+                        .help(did_you_mean(name, names).unwrap_or_else(|| FACT_HELP.into())),
+                );
                 None
             }
         }
@@ -550,22 +565,28 @@ impl Scope<'_> {
             .and_then(|o| o.get("param"))
             .and_then(Value::as_str)
         else {
-            problems.push(Problem::new(
-                ptr,
-                format!(
-                    "numeric fact {fact_name:?} must be compared with a parameter: {{param: <name>}} (cut-offs live in `parameters`)"
-                ),
-            ));
+            problems.push(
+                Problem::new(
+                    ptr,
+                    format!(
+                        "numeric fact {fact_name:?} must be compared with a parameter, not {operand}"
+                    ),
+                )
+                .help(self.threshold_help(operand, unit)),
+            );
             return None;
         };
         let Some(&index) = self.params.get(name) else {
-            problems.push(Problem::new(
-                format!("{ptr}/param"),
-                format!(
-                    "unknown parameter {name:?}{}",
-                    suggest(name, self.params.keys().map(String::as_str))
+            problems.push(
+                Problem::new(
+                    format!("{ptr}/param"),
+                    format!("unknown parameter {name:?}"),
+                )
+                .help(
+                    did_you_mean(name, self.params.keys().map(String::as_str))
+                        .unwrap_or_else(|| PARAM_HELP.into()),
                 ),
-            ));
+            );
             return None;
         };
         let (value, param_unit) = &self.param_values[index];
@@ -582,6 +603,32 @@ impl Scope<'_> {
             index,
             value: *value,
         })
+    }
+
+    /// `thresholds are parameters: write `{param: bmi_relative_ci}`` when a parameter of the
+    /// fact's unit has the literal's value; otherwise how to define one.
+    fn threshold_help(&self, operand: &Value, unit: &str) -> String {
+        let mut same: Vec<&str> = match operand.as_f64() {
+            Some(x) => self
+                .params
+                .iter()
+                .filter(|(_, i)| {
+                    let (v, u) = &self.param_values[**i];
+                    u == unit && (v - x).abs() <= EPSILON
+                })
+                .map(|(n, _)| n.as_str())
+                .collect(),
+            None => Vec::new(),
+        };
+        same.sort_unstable();
+        if same.is_empty() {
+            format!(
+                "thresholds are parameters: define one under `parameters` (value, unit: {unit:?}, cites) and write `{{param: <name>}}`"
+            )
+        } else {
+            let written: Vec<String> = same.iter().map(|n| format!("`{{param: {n}}}`")).collect();
+            format!("thresholds are parameters: write {}", written.join(" or "))
+        }
     }
 
     fn category_value(
@@ -609,14 +656,32 @@ impl Scope<'_> {
     }
 }
 
-/// ` (did you mean "x"?)` when a close name exists.
-pub fn suggest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> String {
+/// Help for an unknown fact without a close match.
+pub(crate) const FACT_HELP: &str = "a fact is an engine fact (rules/README.md section 5.1) or the id of a rule, score, classification or series";
+
+/// Help for an unknown parameter without a close match.
+pub(crate) const PARAM_HELP: &str =
+    "define it under `parameters` (value, unit, cites), or use one that exists";
+
+/// The closest name, when one is close enough to be a misspelling.
+fn closest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     candidates
         .map(|c| (strsim::jaro_winkler(name, c), c))
         .filter(|(score, _)| *score > 0.85)
         .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| format!(" (did you mean {c:?}?)"))
+        .map(|(_, c)| c)
+}
+
+/// ` (did you mean "x"?)` when a close name exists (inside a message).
+pub fn suggest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> String {
+    closest(name, candidates)
+        .map(|c| format!(" (did you mean {c:?}?)"))
         .unwrap_or_default()
+}
+
+/// `did you mean "x"?` when a close name exists (a help line).
+pub fn did_you_mean<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<String> {
+    closest(name, candidates).map(|c| format!("did you mean {c:?}?"))
 }
 
 #[cfg(test)]

@@ -121,6 +121,9 @@ pub struct SetCodeDef {
 #[serde(deny_unknown_fields)]
 pub struct CodeSetDef {
     pub cites: String,
+    /// How sure the knowledge base is of this item (V, M, H); see [`Evidence`].
+    #[serde(default)]
+    pub evidence: Option<Evidence>,
     pub from: ResourceKind,
     #[serde(default)]
     pub when_absent: WhenAbsent,
@@ -145,6 +148,9 @@ pub struct UnmappedCodeDef {
     pub display: Option<String>,
     pub reason: String,
     pub cites: String,
+    /// How sure the knowledge base is of this item (V, M, H); see [`Evidence`].
+    #[serde(default)]
+    pub evidence: Option<Evidence>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -157,6 +163,39 @@ pub struct Manifest {
     #[serde(default)]
     pub description: Option<String>,
     pub knowledge_base: KnowledgeBaseRef,
+    /// Rule-file format (default 1). From 2 on, `lrt rules check` requires `evidence` and
+    /// `cites` on every item that feeds `ecmo_category` or emits a recommendation or consult.
+    #[serde(default)]
+    pub format: Option<u32>,
+}
+
+impl Manifest {
+    /// The rule-file format of this version (1 when the manifest does not say).
+    pub fn format(&self) -> u32 {
+        self.format.unwrap_or(1)
+    }
+}
+
+/// The knowledge base's evidence tag of an item (its sections and items carry `[V]`, `[M]`,
+/// `[H]`). An item that combines sources takes `M` if any is `M`, else `H` if any is `H`, else `V`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub enum Evidence {
+    /// Verified against the cited source.
+    V,
+    /// From memory: to be verified against the source.
+    M,
+    /// Heuristic or local policy.
+    H,
+}
+
+impl Evidence {
+    pub fn name(self) -> &'static str {
+        match self {
+            Evidence::V => "V",
+            Evidence::M => "M",
+            Evidence::H => "H",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -192,6 +231,9 @@ pub struct ParameterDef {
     pub value: f64,
     pub unit: String,
     pub cites: String,
+    /// How sure the knowledge base is of this item (V, M, H); see [`Evidence`].
+    #[serde(default)]
+    pub evidence: Option<Evidence>,
     #[serde(default)]
     pub description: Option<String>,
 }
@@ -202,6 +244,9 @@ pub struct ConceptDef {
     /// Must equal the engine's canonical unit for the concept (a self-check for authors).
     pub unit: String,
     pub cites: String,
+    /// How sure the knowledge base is of this item (V, M, H); see [`Evidence`].
+    #[serde(default)]
+    pub evidence: Option<Evidence>,
     /// A parameter name (window in h or min), `unlimited`, or `paired` (FiO2 only).
     pub validity: String,
     #[serde(default)]
@@ -242,6 +287,9 @@ pub struct CatalogEntry {
     pub code: Arc<str>,
     pub display: Arc<str>,
     pub cites: String,
+    /// How sure the knowledge base is of this item (V, M, H); see [`Evidence`].
+    #[serde(default)]
+    pub evidence: Option<Evidence>,
     #[serde(default)]
     pub description: Option<String>,
 }
@@ -251,6 +299,9 @@ pub struct CatalogEntry {
 pub struct SeriesDef {
     pub id: String,
     pub cites: String,
+    /// How sure the knowledge base is of this item (V, M, H); see [`Evidence`].
+    #[serde(default)]
+    pub evidence: Option<Evidence>,
     /// What the series runs over; v1 knows `blood_gases`.
     pub over: String,
     /// Parameter: how far back from `now` to look (h).
@@ -288,6 +339,9 @@ pub enum Partial {
 pub struct ScoreDef {
     pub id: String,
     pub cites: String,
+    /// How sure the knowledge base is of this item (V, M, H); see [`Evidence`].
+    #[serde(default)]
+    pub evidence: Option<Evidence>,
     pub aggregate: Aggregate,
     /// Fewer known items than this gives `null`. Default: all items.
     #[serde(default)]
@@ -322,6 +376,9 @@ pub struct ScoreItemDef {
 pub struct ClassificationDef {
     pub id: String,
     pub cites: String,
+    /// How sure the knowledge base is of this item (V, M, H); see [`Evidence`].
+    #[serde(default)]
+    pub evidence: Option<Evidence>,
     /// Evaluated in order; the first case whose condition is definitely true wins.
     pub cases: Vec<CaseDef>,
     pub otherwise: OutcomeDef,
@@ -362,6 +419,9 @@ pub struct OutcomeDef {
 pub struct RuleDef {
     pub id: String,
     pub cites: String,
+    /// How sure the knowledge base is of this item (V, M, H); see [`Evidence`].
+    #[serde(default)]
+    pub evidence: Option<Evidence>,
     pub when: Value,
     /// Facts that must be known for the rule to decide; otherwise its result is unknown (null).
     #[serde(default)]

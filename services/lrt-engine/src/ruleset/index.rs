@@ -107,11 +107,7 @@ impl RulesRoot {
         let mut errors = Vec::new();
         let mut loaded = Vec::new();
         let mut err = |pointer: String, message: String| {
-            errors.push(RuleError {
-                file: index_file.clone(),
-                pointer,
-                message,
-            })
+            errors.push(RuleError::new(index_file.clone(), pointer, message))
         };
         for (field, key) in [
             ("active", Some(&self.index.active)),

@@ -20,6 +20,7 @@ pub mod condition;
 pub mod describe;
 pub mod files;
 pub mod index;
+mod locate;
 mod schema;
 
 use std::collections::HashMap;
@@ -34,7 +35,7 @@ use crate::concept::{Concept, Plausible};
 use crate::facts::{FactId, FactKind};
 pub use condition::{Cond, Truth};
 pub use describe::LeafText;
-pub use files::{Aggregate, CatalogEntry, Manifest, Partial, ReleaseStatus, Urgency};
+pub use files::{Aggregate, CatalogEntry, Evidence, Manifest, Partial, ReleaseStatus, Urgency};
 
 /// One error in a rule-set folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,15 +44,55 @@ pub struct RuleError {
     /// JSON pointer inside the file (empty for the whole file).
     pub pointer: String,
     pub message: String,
+    /// 1-based line of the pointer in the file (of its deepest ancestor that exists), when the
+    /// error is inside a YAML file of the folder.
+    pub line: Option<usize>,
+    /// The id of the rule, score, classification, series, catalogue entry or named entry
+    /// (parameter, concept, code set) the pointer is inside.
+    pub item: Option<String>,
+    /// What to do about it (`did you mean "bmi"?`, `thresholds are parameters: ...`).
+    pub help: Option<String>,
 }
 
+impl RuleError {
+    pub fn new(
+        file: impl Into<String>,
+        pointer: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        RuleError {
+            file: file.into(),
+            pointer: pointer.into(),
+            message: message.into(),
+            line: None,
+            item: None,
+            help: None,
+        }
+    }
+
+    pub fn with_help(mut self, help: Option<String>) -> Self {
+        self.help = help;
+        self
+    }
+}
+
+/// `file:line: item <id>: message`, then `  help: ...` on its own line. Without a line the
+/// JSON pointer stands in: `file: /rules/3/when: message`.
 impl fmt::Display for RuleError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.pointer.is_empty() {
-            write!(f, "{}: {}", self.file, self.message)
-        } else {
-            write!(f, "{}: {}: {}", self.file, self.pointer, self.message)
+        match self.line {
+            Some(line) => write!(f, "{}:{line}: ", self.file)?,
+            None if self.pointer.is_empty() => write!(f, "{}: ", self.file)?,
+            None => write!(f, "{}: {}: ", self.file, self.pointer)?,
         }
+        if let Some(item) = &self.item {
+            write!(f, "item {item}: ")?;
+        }
+        write!(f, "{}", self.message)?;
+        if let Some(help) = &self.help {
+            write!(f, "\n  help: {help}")?;
+        }
+        Ok(())
     }
 }
 
@@ -80,11 +121,7 @@ impl RuleSetError {
         message: impl Into<String>,
     ) -> Self {
         RuleSetError {
-            errors: vec![RuleError {
-                file: file.into(),
-                pointer: pointer.into(),
-                message: message.into(),
-            }],
+            errors: vec![RuleError::new(file, pointer, message)],
         }
     }
 }
@@ -284,6 +321,8 @@ pub enum NodeKind {
 pub struct Node {
     pub id: Arc<str>,
     pub cites: Arc<str>,
+    /// The knowledge base's evidence tag of the item (V, M, H), when the file gives one.
+    pub evidence: Option<files::Evidence>,
     /// The file as shown in error messages.
     pub file: String,
     pub pointer: String,
@@ -381,12 +420,24 @@ impl RuleSet {
     pub fn load(dir: &Path) -> Result<RuleSet, RuleSetError> {
         let files = read_files(dir)?;
         let sha256 = content_hash(&files);
-        let parsed = schema::validate_and_parse(&files)?;
-        compile::compile(dir, parsed, sha256)
+        schema::validate_and_parse(&files)
+            .and_then(|parsed| compile::compile(dir, parsed, sha256))
+            .map_err(|mut e| {
+                locate::annotate(&mut e.errors, &files);
+                e
+            })
     }
 
     pub fn id(&self) -> &str {
         &self.manifest.id
+    }
+
+    /// Fills the line (and the item, when unset) of errors found after loading, by passes
+    /// outside the engine (the card texts): each names a file of this folder and a pointer.
+    pub fn annotate_errors(&self, errors: &mut [RuleError]) {
+        if let Ok(files) = read_files(&self.dir) {
+            locate::annotate(errors, &files);
+        }
     }
 
     pub fn version(&self) -> &str {
@@ -526,6 +577,8 @@ pub(crate) struct SourceFile {
     /// File name inside the version folder.
     pub name: String,
     pub value: Value,
+    /// The YAML text, to turn error pointers into line numbers.
+    pub text: String,
 }
 
 fn read_files(dir: &Path) -> Result<Vec<SourceFile>, RuleSetError> {
@@ -559,11 +612,7 @@ fn read_files(dir: &Path) -> Result<Vec<SourceFile>, RuleSetError> {
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) => {
-                errors.push(RuleError {
-                    file: display,
-                    pointer: String::new(),
-                    message: format!("cannot read: {e}"),
-                });
+                errors.push(RuleError::new(display, "", format!("cannot read: {e}")));
                 continue;
             }
         };
@@ -574,12 +623,9 @@ fn read_files(dir: &Path) -> Result<Vec<SourceFile>, RuleSetError> {
                 display,
                 name,
                 value,
+                text,
             }),
-            Err(e) => errors.push(RuleError {
-                file: display,
-                pointer: String::new(),
-                message: format!("not valid YAML: {e}"),
-            }),
+            Err(e) => errors.push(RuleError::new(display, "", format!("not valid YAML: {e}"))),
         }
     }
     if errors.is_empty() {

@@ -166,7 +166,9 @@ pub fn display_number(v: f64) -> String {
     if !v.is_finite() {
         return v.to_string();
     }
-    let cut = (v * 100.0).trunc() / 100.0;
+    // Scaled, cleaned of binary noise (79.96 * 100 = 7995.999…), then cut.
+    let scaled = ((v * 100.0) * 1e6).round() / 1e6;
+    let cut = scaled.trunc() / 100.0;
     let s = format!("{cut:.2}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
     if s == "-0" {
@@ -861,8 +863,9 @@ impl Renderer<'_> {
         let lead_text = lead.and_then(|r| self.t.recommendations.get(&*r.code));
         let summary = match (lead_indicator, lead_text) {
             (Some(li), Some(t))
-                if li > category.indicator
-                    || (li == category.indicator
+                if !self.t.category_always_leads && li > category.indicator
+                    || (!self.t.category_always_leads
+                        && li == category.indicator
                         && !self.t.category_wins_ties_at.contains(&li)) =>
             {
                 summary(

@@ -61,6 +61,9 @@ struct PatientViewDef {
     not_actionable_categories: Vec<String>,
     #[serde(default)]
     category_wins_ties_at: Vec<Indicator>,
+    /// `category`: the category always leads the summary (the legacy layout).
+    #[serde(default)]
+    summary_leads_with: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -191,6 +194,8 @@ pub struct CardText {
     /// When the category and the most urgent recommendation have the same indicator, the
     /// category leads the summary at these indicators (else the recommendation does).
     pub category_wins_ties_at: Vec<Indicator>,
+    /// The category always leads the summary (the legacy layout of 0.1.0).
+    pub category_always_leads: bool,
     pub categories: BTreeMap<String, CategoryText>,
     pub unknown_category: SummaryTemplate,
     pub recommendations: BTreeMap<String, RecommendationText>,
@@ -306,6 +311,7 @@ impl CardText {
             one_section::<BTreeMap<String, String>>(&own, "data_quality_texts", rules, &mut errors);
         let (Some(cards), Some(reasons), Some(data_quality)) = (cards, reasons, data_quality)
         else {
+            rules.annotate_errors(&mut errors);
             return Err(errors);
         };
         let text = CardText::assemble(TextOrigin::RuleSet, cards.0, reasons.0, data_quality.0);
@@ -318,6 +324,7 @@ impl CardText {
         if errors.is_empty() {
             Ok(text)
         } else {
+            rules.annotate_errors(&mut errors);
             Err(errors)
         }
     }
@@ -385,6 +392,8 @@ impl CardText {
             card_when_not_actionable: cards.patient_view.card_when_not_actionable,
             not_actionable_categories: cards.patient_view.not_actionable_categories,
             category_wins_ties_at: cards.patient_view.category_wins_ties_at,
+            category_always_leads: cards.patient_view.summary_leads_with.as_deref()
+                == Some("category"),
             categories: cards
                 .categories
                 .into_iter()
@@ -432,20 +441,11 @@ fn error(
     message: String,
     help: Option<String>,
 ) -> RuleError {
-    let mut message = if item.is_empty() {
-        message
-    } else {
-        format!("{item}: {message}")
-    };
-    if let Some(help) = help {
-        message.push_str("\n  help: ");
-        message.push_str(&help);
+    let mut e = RuleError::new(file, pointer, message).with_help(help);
+    if !item.is_empty() {
+        e.item = Some(item.to_string());
     }
-    RuleError {
-        file: file.to_string(),
-        pointer: pointer.to_string(),
-        message,
-    }
+    e
 }
 
 /// JSON-pointer escaping of one key.

@@ -61,16 +61,13 @@ pub fn presentation_errors(rs: &RuleSet) -> Vec<RuleError> {
     let mut errors = CardText::for_rules(rs).err().unwrap_or_default();
     let shown = rs.dir.display().to_string();
     match OrderCodes::for_rules(rs) {
-        Ok(codes) => errors.extend(codes.check(rs).into_iter().map(|message| RuleError {
-            file: shown.clone(),
-            pointer: "/order_codes".into(),
-            message,
-        })),
-        Err(e) => errors.push(RuleError {
-            file: shown,
-            pointer: "/order_codes".into(),
-            message: e.0,
-        }),
+        Ok(codes) => errors.extend(
+            codes
+                .check(rs)
+                .into_iter()
+                .map(|message| RuleError::new(shown.clone(), "", message)),
+        ),
+        Err(e) => errors.push(RuleError::new(shown, "", e.0)),
     }
     errors
 }
