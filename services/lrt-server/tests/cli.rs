@@ -38,6 +38,7 @@ fn case_file(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) -> PathBuf {
 
 #[test]
 fn every_worked_example_evaluates_to_its_expected_fields() {
+    // examples.json is the oracle of 0.1.0 (0.2.0's is examples-0.2.0.json, below).
     let path = shared().join("clinical/examples.json");
     let file = CaseFile::read(&path).unwrap();
     for case in &file.cases {
@@ -47,6 +48,8 @@ fn every_worked_example_evaluates_to_its_expected_fields() {
             path.to_str().unwrap(),
             "--id",
             &case.id,
+            "--ruleset",
+            "rules/lrt-ruleset/0.1.0",
         ]);
         assert!(out.status.success(), "{}: {}", case.id, stderr(&out));
         let assessment: lrt_engine::Assessment = serde_json::from_slice(&out.stdout).unwrap();
@@ -287,8 +290,8 @@ fn rules_check_prints_file_line_item_and_help_for_an_untagged_decision_item() {
     let f = dir.join("ecmo.yaml");
     edit_file(
         &f,
-        "  - id: relative_ci_age\n    cites: \"§2.7, §2.3\"\n    evidence: M  # ELSO 2021 (§2.3) from memory\n",
-        "  - id: relative_ci_age\n    cites: \"§2.7, §2.3\"\n",
+        "  - id: relative_ci_age\n    cites: \"§2.7, §2.3, §9 D4\"\n    evidence: M  # ELSO 2021 (§2.3) from memory\n",
+        "  - id: relative_ci_age\n    cites: \"§2.7, §2.3, §9 D4\"\n",
     );
     let line = 1 + std::fs::read_to_string(&f)
         .unwrap()
@@ -552,7 +555,12 @@ fn rules_diff_shows_what_a_new_version_changes_on_the_same_cases() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("11 inputs, 9 changed"), "{text}");
+    // Every worked case changes at least its card (0.2.0 renders its own texts, §9 D12).
+    assert!(text.contains("11 inputs, 11 changed"), "{text}");
+    assert!(
+        text.contains("-> \"Call the ECMO centre now: EOLIA C2"),
+        "{text}"
+    );
     assert!(text.contains("| eligible | out_of_scope | 3 |"), "{text}");
     // An unknown version is a bad input (exit 2) naming it.
     let out = lrt(&[
