@@ -11,8 +11,10 @@
 //!   blood gas itself (§9 D3);
 //! * a PaO2 refused as implausible (§9 D8) gives no PaO2 and no P/F at its own blood gas.
 //!
-//! It prints how many evaluations would be actionable (what patient-view would answer a card for
-//! once §9 D12's "no card when nothing is actionable" is in place).
+//! Each evaluation also goes through the patient-view renderer with 0.2.0's own card texts (§9
+//! D12): every card is valid CDS Hooks, its summary fits, no code or placeholder is shown raw,
+//! and the eligible wording never says "nothing stands against ECMO". It prints the share of
+//! evaluations for which patient-view answers a card, and the most frequent summary leads.
 
 use std::collections::BTreeMap;
 
@@ -22,6 +24,12 @@ use lrt_engine::concept::Concept;
 use lrt_engine::testing::{repo_root, shared_dir};
 use lrt_engine::{Assessment, RuleSet};
 use lrt_fhir::{Collected, MapOptions};
+use lrt_hooks::cards::templates::CardText;
+use lrt_hooks::cards::{self, CardInput};
+use lrt_hooks::model::HookRequest;
+use lrt_hooks::orders::OrderCodes;
+use lrt_hooks::services;
+use lrt_hooks::validate::validate_response;
 
 fn criterion<'a>(e: &'a Explanation, fact: &str) -> Option<&'a CriterionValue> {
     e.criteria
@@ -70,6 +78,11 @@ fn every_mimic_blood_gas_under_0_2_0_keeps_the_section_9_safety_properties() {
     let far: DateTime<Utc> = "2999-01-01T00:00:00Z".parse().unwrap();
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     let mut categories: BTreeMap<String, usize> = BTreeMap::new();
+    let mut leads: BTreeMap<String, usize> = BTreeMap::new();
+    let card_text = CardText::for_rules(&rules).unwrap();
+    let codes = OrderCodes::for_rules(&rules).unwrap();
+    let service = services::find("lrt-patient-view").unwrap();
+    let dashboard = url::Url::parse("https://lrt.example.org/").unwrap();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let mut collected = Collected::default();
         collected.add(lrt_fhir::parse(line).unwrap());
@@ -95,6 +108,10 @@ fn every_mimic_blood_gas_under_0_2_0_keeps_the_section_9_safety_properties() {
                 let snapshot = lrt_fhir::build_snapshot(&rules, &collected, &patient, now, opts);
                 let a = lrt_engine::evaluate(&rules, &snapshot, now);
                 let at = format!("{patient}@{now}");
+                let body = serde_json::json!({"hook": "patient-view",
+                    "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+                    "context": {"userId": "Practitioner/replay", "patientId": patient}});
+                let request = HookRequest::from_slice(body.to_string().as_bytes()).unwrap();
                 *counts.entry("evaluations").or_default() += 1;
                 let category = a.ecmo_category.as_deref().unwrap_or("none");
                 *categories.entry(category.to_string()).or_default() += 1;
@@ -134,12 +151,43 @@ fn every_mimic_blood_gas_under_0_2_0_keeps_the_section_9_safety_properties() {
                         "{at}: {category} without a valid paired P/F"
                     );
                 }
-                let data_request =
-                    |r: &&str| matches!(*r, "OBTAIN_ABG_WITH_FIO2" | "DOCUMENT_FIO2_FOR_ABG");
-                let actionable = matches!(category, "eligible" | "borderline" | "ineligible")
-                    || recs.iter().any(|r| !data_request(r));
-                if actionable {
-                    *counts.entry("actionable").or_default() += 1;
+                let input = CardInput {
+                    service,
+                    request: &request,
+                    rules: &rules,
+                    text: &card_text,
+                    snapshot: Some(&snapshot),
+                    evaluation_id: uuid::Uuid::nil(),
+                    dashboard: &dashboard,
+                    order_codes: &codes,
+                };
+                let response = cards::respond(&input, &a);
+                let json = serde_json::to_value(&response).unwrap();
+                let violations = validate_response(&json);
+                assert!(violations.is_empty(), "{at}: {violations:?}");
+                for card in &response.cards {
+                    *counts.entry("patient-view cards").or_default() += 1;
+                    let summary = card.summary.as_str();
+                    let detail = card.detail.as_deref().unwrap_or_default();
+                    assert!(summary.chars().count() < 140, "{at}: {summary}");
+                    for raw in [
+                        "unverified:",
+                        "missing:",
+                        "gap:",
+                        "relative_ci:",
+                        "{param:",
+                        "{value:",
+                        "{time:",
+                        "{reasons}",
+                    ] {
+                        assert!(
+                            !summary.contains(raw) && !detail.contains(raw),
+                            "{at}: {raw} shown raw:\n{summary}\n{detail}"
+                        );
+                    }
+                    assert!(!detail.contains("nothing stands against"), "{at}");
+                    let lead = summary.split(':').next().unwrap_or_default().to_string();
+                    *leads.entry(lead).or_default() += 1;
                 }
             }
         }
@@ -147,8 +195,11 @@ fn every_mimic_blood_gas_under_0_2_0_keeps_the_section_9_safety_properties() {
     let n = counts["evaluations"];
     eprintln!(
         "MIMIC replay under 0.2.0: {counts:?}; categories {categories:?}; patient-view would answer a card for {:.1} % of evaluations (no card when nothing is actionable, §9 D12)",
-        100.0 * counts.get("actionable").copied().unwrap_or(0) as f64 / n as f64
+        100.0 * counts.get("patient-view cards").copied().unwrap_or(0) as f64 / n as f64
     );
+    let mut by_count: Vec<(&String, &usize)> = leads.iter().collect();
+    by_count.sort_by(|a, b| b.1.cmp(a.1));
+    eprintln!("summary leads: {by_count:?}");
     assert_eq!(n, 706, "every arterial blood gas of the demo");
     assert!(counts["prone physiology"] > 0, "the property was exercised");
 }

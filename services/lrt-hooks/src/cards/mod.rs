@@ -6,8 +6,8 @@
 //! of the template's `not_actionable_categories` and no recommendation other than a data request
 //! stands; `card_when_not_actionable` turns the card back on). The summary puts the action first:
 //! the ECMO category's action when its indicator is higher than the most urgent
-//! recommendation's (or equal, at the template's `category_wins_ties_at`), else that
-//! recommendation's action (an ECMO-centre consult is the category's own action and never leads
+//! recommendation's (or equal, unless the recommendation `leads_ties` below the template's
+//! `category_wins_ties_at`), else that recommendation's action (an ECMO-centre consult is the category's own action and never leads
 //! alone); then `because`, cut (never the action)
 //! to the 140-character limit. The indicator is the higher of the two. The detail (Markdown)
 //! gives the category's headline (same urgency as the summary), what the screen could not check
@@ -275,11 +275,13 @@ impl Renderer<'_> {
                 CriterionValue::Null | CriterionValue::BloodGas(_) => None,
                 CriterionValue::Number(x) => Some(display_number(*x)),
                 CriterionValue::Boolean(b) => Some(b.to_string()),
-                CriterionValue::Range { at_least, at_most } => Some(format!(
-                    "{}–{}",
-                    display_number(*at_least),
-                    display_number(*at_most)
-                )),
+                // A partial score: the true value lies in the range.
+                CriterionValue::Range { at_least, at_most } if at_most.is_finite() => Some(
+                    format!("{}–{}", display_number(*at_least), display_number(*at_most)),
+                ),
+                CriterionValue::Range { at_least, .. } => {
+                    Some(format!("≥ {}", display_number(*at_least)))
+                }
                 CriterionValue::Text(t) => Some(md(t)),
                 CriterionValue::Codes(c) => {
                     Some(c.iter().map(|x| md(x)).collect::<Vec<_>>().join(", "))
@@ -866,6 +868,7 @@ impl Renderer<'_> {
                 if !self.t.category_always_leads && li > category.indicator
                     || (!self.t.category_always_leads
                         && li == category.indicator
+                        && t.leads_ties
                         && !self.t.category_wins_ties_at.contains(&li)) =>
             {
                 summary(

@@ -98,6 +98,11 @@ pub struct RecommendationText {
     /// its own; the category's card does.
     #[serde(default)]
     pub category_action: bool,
+    /// When this recommendation and the ECMO category have the same indicator, its action leads
+    /// the summary (a rescue step that comes before the ECMO discussion, such as prone
+    /// positioning); otherwise the category leads a tie.
+    #[serde(default)]
+    pub leads_ties: bool,
     pub action: String,
     pub because: String,
     #[serde(default)]
