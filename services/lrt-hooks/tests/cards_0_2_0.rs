@@ -413,7 +413,12 @@ fn a_reason_without_a_catalogue_entry_is_refused() {
             "  \"relative_ci:bmi_over_45\":\n    short:",
         )
     });
-    assert!(e.contains("ecmo.yaml"), "{e}");
+    assert!(
+        e.contains(&format!(
+            "ecmo.yaml:{line}: item relative_ci_bmi: reason `relative_ci:bmi_gt_45` has no entry"
+        )),
+        "line {line}: {e}"
+    );
     assert!(
         e.contains("item relative_ci_bmi: reason `relative_ci:bmi_gt_45` has no entry"),
         "{e}"
@@ -487,5 +492,45 @@ fn the_card_renderer_holds_no_clinical_number() {
         found.is_empty(),
         "clinical numbers in Rust:\n{}",
         found.join("\n")
+    );
+}
+
+/// The README's card table (section "What the cards say") is generated from 0.2.0: the
+/// patient-view summary of each worked case. `LRT_UPDATE_README=1` rewrites it.
+#[test]
+fn readme_card_texts_are_generated_from_0_2_0() {
+    let mut table =
+        String::from("| case | ECMO category | indicator | summary |\n|---|---|---|---|\n");
+    for case in worked_examples() {
+        let (a, json) = patient_view(&case);
+        let category = a.ecmo_category.as_deref().unwrap_or("none");
+        let row = match json["cards"].as_array().and_then(|c| c.first()) {
+            Some(card) => format!(
+                "| {} | {category} | {} | {} |\n",
+                case.id,
+                card["indicator"].as_str().unwrap_or_default(),
+                card["summary"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .replace('|', "\\|")
+            ),
+            None => format!("| {} | {category} | | no card |\n", case.id),
+        };
+        table.push_str(&row);
+    }
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md");
+    let readme = std::fs::read_to_string(&path).expect("README.md");
+    let (start, end) = ("<!-- cards:0.2.0 -->\n", "<!-- /cards -->");
+    let from = readme.find(start).expect("the start marker") + start.len();
+    let to = readme.find(end).expect("the end marker");
+    if std::env::var_os("LRT_UPDATE_README").is_some() {
+        let updated = format!("{}{table}{}", &readme[..from], &readme[to..]);
+        std::fs::write(&path, updated).expect("write README.md");
+        return;
+    }
+    assert_eq!(
+        &readme[from..to],
+        table,
+        "README.md's card table is out of date: run LRT_UPDATE_README=1 cargo test -p lrt-hooks --test cards_0_2_0 readme"
     );
 }

@@ -574,3 +574,44 @@ fn rules_diff_shows_what_a_new_version_changes_on_the_same_cases() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("9.9.9"), "{}", stderr(&out));
 }
+
+/// §9 D12 through the binary: a reason a rule gives without a reasons-catalogue entry is refused
+/// by `lrt rules check`, at the rule's file and line, with the item and a help line.
+#[test]
+fn rules_check_refuses_a_reason_without_a_catalogue_entry() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("lrt-ruleset/0.2.0");
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(repo().join("rules/lrt-ruleset/0.2.0")).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_file() {
+            std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let f = dir.join("ecmo.yaml");
+    edit_file(
+        &f,
+        "    reason: \"relative_ci:goals_of_care\"\n",
+        "    reason: \"relative_ci:goals_of_care_documented\"\n",
+    );
+    let line = 1 + std::fs::read_to_string(&f)
+        .unwrap()
+        .lines()
+        .position(|l| l == "  - id: relative_ci_goals_of_care")
+        .unwrap();
+    let out = lrt(&["rules", "check", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "ecmo.yaml:{line}: item relative_ci_goals_of_care: reason `relative_ci:goals_of_care_documented` has no entry in the reasons catalogue"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("help: add `\"relative_ci:goals_of_care_documented\": {short: ..., text: ...}` under `reason_texts`"), "{err}");
+    // The entry that no rule gives any more is named too.
+    assert!(
+        err.contains("item relative_ci:goals_of_care: no rule gives this reason"),
+        "{err}"
+    );
+}

@@ -385,7 +385,7 @@ impl Renderer<'_> {
             .as_deref()
             .and_then(|c| self.t.categories.get(c))
             .map_or(&self.t.unknown_category, |c| {
-                c.for_urgency(self.a.ecmo_urgency)
+                c.select(self.a.ecmo_urgency, &self.a.ecmo_reasons)
             })
     }
 

@@ -75,6 +75,8 @@ struct CategoryDef {
     headline: String,
     #[serde(default)]
     urgency: BTreeMap<Urgency, SummaryTemplate>,
+    #[serde(default)]
+    when_reason: BTreeMap<String, SummaryTemplate>,
 }
 
 /// Indicator, summary (`action`: `because`) and the first line of the detail.
@@ -168,13 +170,23 @@ pub struct RvStates {
 pub struct CategoryText {
     pub base: SummaryTemplate,
     pub by_urgency: BTreeMap<Urgency, SummaryTemplate>,
+    /// Texts that replace the others when the assessment gives this reason (e.g. goals of care
+    /// to confirm before any ECMO discussion, §9 D5); the first matching reason wins.
+    pub by_reason: BTreeMap<String, SummaryTemplate>,
 }
 
 impl CategoryText {
-    /// The texts for this ECMO urgency.
-    pub fn for_urgency(&self, urgency: Option<Urgency>) -> &SummaryTemplate {
-        urgency
-            .and_then(|u| self.by_urgency.get(&u))
+    /// The texts for this assessment: a reason variant, else an urgency variant, else the base.
+    pub fn select(
+        &self,
+        urgency: Option<Urgency>,
+        reasons: &[std::sync::Arc<str>],
+    ) -> &SummaryTemplate {
+        self.by_reason
+            .iter()
+            .find(|(r, _)| reasons.iter().any(|x| **x == ***r))
+            .map(|(_, t)| t)
+            .or_else(|| urgency.and_then(|u| self.by_urgency.get(&u)))
             .unwrap_or(&self.base)
     }
 }
@@ -413,6 +425,7 @@ impl CardText {
                                 headline: c.headline,
                             },
                             by_urgency: c.urgency,
+                            by_reason: c.when_reason,
                         },
                     )
                 })
@@ -803,13 +816,29 @@ fn check(text: &CardText, rules: &RuleSet, files: &Files, errors: &mut Vec<RuleE
                 Some(format!("known: {}", categories.join(", "))),
             ));
         }
-        for (u, v) in
-            std::iter::once((None, &t.base)).chain(t.by_urgency.iter().map(|(u, v)| (Some(*u), v)))
-        {
-            let p = match u {
-                Some(u) => format!("{pointer}/urgency/{}", u.name()),
-                None => pointer.clone(),
-            };
+        for r in t.by_reason.keys() {
+            if !emitted.iter().any(|e| e.code == r.as_str()) {
+                c.errors.push(error(
+                    cards,
+                    &format!("{pointer}/when_reason/{}", esc(r)),
+                    cat,
+                    format!("no rule gives the reason `{r}`"),
+                    Some("a `when_reason` key is a reason code of the rules".into()),
+                ));
+            }
+        }
+        let variants = std::iter::once((pointer.clone(), &t.base))
+            .chain(
+                t.by_urgency
+                    .iter()
+                    .map(|(u, v)| (format!("{pointer}/urgency/{}", u.name()), v)),
+            )
+            .chain(
+                t.by_reason
+                    .iter()
+                    .map(|(r, v)| (format!("{pointer}/when_reason/{}", esc(r)), v)),
+            );
+        for (p, v) in variants {
             c.template(cards, &format!("{p}/action"), cat, &v.action, SUMMARY_NAMES);
             c.action(cards, &format!("{p}/action"), cat, &v.action);
             c.template(
