@@ -190,7 +190,8 @@ async fn a_full_prefetch_is_answered_stored_and_a_retry_returns_the_same_cards()
     let card = &first["cards"][0];
     assert!(card["summary"].as_str().unwrap().chars().count() < 140);
     let hi = request["hookInstance"].as_str().unwrap();
-    assert_eq!(stored_rows(&s.app, hi).await, 1);
+    // The active version (0.2.0) and the shadow (0.1.0): one row each.
+    assert_eq!(stored_rows(&s.app, hi).await, 2);
     let (pf, sources): (Option<f64>, Value) = sqlx::query_as(
         "SELECT pf_ratio, prefetch_sources FROM evaluation WHERE hook_instance = $1 AND role = 'active'",
     )
@@ -207,7 +208,7 @@ async fn a_full_prefetch_is_answered_stored_and_a_retry_returns_the_same_cards()
     let (status, again) = s.post(PV, &request).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(again, first);
-    assert_eq!(stored_rows(&s.app, hi).await, 1);
+    assert_eq!(stored_rows(&s.app, hi).await, 2);
     let calls: i64 = sqlx::query_scalar("SELECT count(*) FROM hook_call WHERE hook_instance = $1")
         .bind(hi)
         .fetch_one(&s.app.pool)
@@ -270,7 +271,8 @@ async fn absent_null_partial_and_failed_prefetch() {
     }
     let (status, body) = s.post(PV, &null).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["cards"][0]["indicator"], "info", "{body}");
+    // Insufficient data with nothing actionable: no patient-view card (§9 D12).
+    assert_eq!(body["cards"], json!([]), "{body}");
 
     // An OperationOutcome for a required key and no fhirServer: 412 with an OperationOutcome.
     let mut failed = mimic_request("mimic-10037975");
@@ -683,7 +685,8 @@ async fn all_69_mimic_requests_agree_with_the_expected_pf_with_and_without_prefe
                 r.patient
             );
             let detail = body["cards"][0]["detail"].as_str().unwrap_or("");
-            if let Some(pf) = pf {
+            // No card when nothing is actionable (§9 D12); a card shows the P/F it used.
+            if let Some(pf) = pf.filter(|_| !detail.is_empty()) {
                 assert!(
                     detail.contains(&format!("| P/F | {pf} mmHg |")),
                     "{}: P/F {pf} not on the card:\n{detail}",
@@ -759,7 +762,10 @@ async fn health_metrics_and_the_evaluations_api() {
     let list: Value = s
         .app
         .http
-        .get(s.app.url("/api/v1/evaluations?patient=mimic-10037975"))
+        .get(
+            s.app
+                .url("/api/v1/evaluations?patient=mimic-10037975&role=active"),
+        )
         .bearer_auth(s.client.token(&api))
         .send()
         .await
