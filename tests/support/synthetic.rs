@@ -8,6 +8,10 @@
 //! * [`eligible`]: three such gases over 7 h (EOLIA C2 for more than 6 h) → `ECMO_ELIGIBLE`,
 //!   emergent;
 //! * [`stable`]: P/F 250 at FiO2 0.4 → no consult trigger.
+//!
+//! Each patient is an intubated adult: an invasive-ventilation Procedure in progress since
+//! before the first gas (rule set 0.2.0 screens only patients known to be invasively
+//! ventilated, knowledge base §9 D1).
 
 use serde_json::{Value, json};
 
@@ -54,6 +58,25 @@ pub fn observations(patient: &str, tag: &str, gases: &[Gas]) -> Vec<Value> {
     out
 }
 
+/// The invasive ventilation in progress (SNOMED CT 40617009), started 24 h before the first gas.
+pub fn ventilation(patient: &str, gases: &[Gas]) -> Value {
+    let first = gases
+        .iter()
+        .map(|g| g.0)
+        .min()
+        .unwrap_or("2026-11-30T00:00:00Z");
+    let start = chrono::DateTime::parse_from_rfc3339(first).unwrap() - chrono::Duration::hours(24);
+    json!({
+        "resourceType": "Procedure",
+        "id": format!("{patient}-ventilation"),
+        "status": "in-progress",
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "40617009",
+                             "display": "Artificial respiration"}]},
+        "subject": {"reference": format!("Patient/{patient}")},
+        "performedPeriod": {"start": start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)},
+    })
+}
+
 /// A patient-view call with the patient's data as prefetch (the optional keys `null`: no data,
 /// nothing fetched) and a fresh hookInstance.
 pub fn patient_view(patient: &str, gases: &[Gas]) -> Value {
@@ -68,7 +91,10 @@ pub fn patient_view(patient: &str, gases: &[Gas]) -> Value {
         "prefetch": {
             "Patient": patient_resource(patient),
             "Observation": {"resourceType": "Bundle", "type": "searchset", "total": obs.len(), "entry": obs},
-            "Condition": null, "Procedure": null, "MedicationAdministration": null,
+            "Condition": null,
+            "Procedure": {"resourceType": "Bundle", "type": "searchset", "total": 1,
+                          "entry": [{"resource": ventilation(patient, gases)}]},
+            "MedicationAdministration": null,
             "MedicationRequest": null, "Flag": null,
         }
     })
@@ -76,7 +102,12 @@ pub fn patient_view(patient: &str, gases: &[Gas]) -> Value {
 
 /// A transaction Bundle that PUTs the patient and its observations (to load a FHIR server).
 pub fn transaction(patient: &str, tag: &str, gases: &[Gas]) -> Value {
-    let mut entries = vec![patient_entry(patient)];
+    let procedure = ventilation(patient, gases);
+    let procedure_url = format!("Procedure/{}", procedure["id"].as_str().unwrap());
+    let mut entries = vec![
+        patient_entry(patient),
+        json!({"resource": procedure, "request": {"method": "PUT", "url": procedure_url}}),
+    ];
     entries.extend(observations(patient, tag, gases).into_iter().map(|r| {
         let url = format!("Observation/{}", r["id"].as_str().unwrap());
         json!({"resource": r, "request": {"method": "PUT", "url": url}})
