@@ -443,23 +443,29 @@ impl Renderer<'_> {
         format!("| {} | {value} | {time} |", self.label(key))
     }
 
-    /// The values table (P/F, PaO2, FiO2, PEEP, PaCO2, pH with times). Units are the ones the
-    /// engine normalises to (knowledge base §1.1).
+    /// The values table (P/F, PaO2, FiO2, PEEP, PaCO2, pH with times), each value through its
+    /// phrase (`value_<fact>`, which carries the unit the engine normalises to, §1.1).
     fn values_block(&self) -> String {
         let a = self.a;
-        let with_unit =
-            |v: Option<f64>, unit: &str| v.map(|x| format!("{} {unit}", display_number(x)));
+        let shown = |key: &str, v: Option<f64>| {
+            v.map(|x| {
+                self.fill(
+                    self.t.phrase(&format!("value_{key}")),
+                    &[("value", display_number(x))],
+                )
+            })
+        };
         let rows = [
             self.value_row(
                 "pf_ratio",
-                with_unit(a.pf_ratio_precise.or(a.pf_ratio), "mmHg"),
+                shown("pf_ratio", a.pf_ratio_precise.or(a.pf_ratio)),
                 "pao2",
             ),
-            self.value_row("pao2", with_unit(a.pao2_mmhg, "mmHg"), "pao2"),
-            self.value_row("fio2", a.fio2_fraction.map(display_number), "fio2"),
-            self.value_row("peep", with_unit(self.fact_number("peep"), "cmH2O"), "peep"),
-            self.value_row("paco2", with_unit(a.paco2_mmhg, "mmHg"), "paco2"),
-            self.value_row("ph", a.ph.map(display_number), "ph"),
+            self.value_row("pao2", shown("pao2", a.pao2_mmhg), "pao2"),
+            self.value_row("fio2", shown("fio2", a.fio2_fraction), "fio2"),
+            self.value_row("peep", shown("peep", self.fact_number("peep")), "peep"),
+            self.value_row("paco2", shown("paco2", a.paco2_mmhg), "paco2"),
+            self.value_row("ph", shown("ph", a.ph), "ph"),
         ];
         format!(
             "{}\n\n{}\n{}",
@@ -620,9 +626,9 @@ impl Renderer<'_> {
             .filter(|t| *t <= now)
             .max()?;
         let hours = (now.with_timezone(&chrono::Utc) - latest).num_minutes() as f64 / 60.0;
-        Some(format!(
-            "{} h",
-            display_number((hours * 10.0).trunc() / 10.0)
+        Some(self.fill(
+            self.t.phrase("hours_ago"),
+            &[("hours", display_number((hours * 10.0).trunc() / 10.0))],
         ))
     }
 
