@@ -87,3 +87,49 @@ pub async fn authenticate_any(
         }
     }
 }
+
+/// Whose rows an `/api/v1` caller may read and act on (issue 8: tenancy). Rows carry the issuer
+/// and `tenant` of the call that created them (`evaluation.client_iss`, `evaluation.tenant`;
+/// pages through their evaluation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tenancy {
+    /// Every tenant: a caller whose issuer is one of `quality_issuers`, or a service without
+    /// authentication (loopback development only).
+    All,
+    /// The caller's own issuer and tenant (a token without `tenant` sees the rows created
+    /// without one).
+    Own { iss: String, tenant: Option<String> },
+}
+
+impl Tenancy {
+    /// The tenancy of a verified caller under the configured quality issuers.
+    pub fn of(client: Option<&VerifiedClient>, quality_issuers: &[String]) -> Tenancy {
+        match client {
+            None => Tenancy::All,
+            Some(c) if quality_issuers.iter().any(|q| *q == c.iss) => Tenancy::All,
+            Some(c) => Tenancy::Own {
+                iss: c.iss.clone(),
+                tenant: c.tenant.clone(),
+            },
+        }
+    }
+
+    /// `(iss, tenant)` to bind for SQL: `iss` is `None` for [`Tenancy::All`].
+    pub fn binds(&self) -> (Option<&str>, Option<&str>) {
+        match self {
+            Tenancy::All => (None, None),
+            Tenancy::Own { iss, tenant } => (Some(iss), tenant.as_deref()),
+        }
+    }
+}
+
+/// Authenticates an `/api/v1` call and returns the caller with its [`Tenancy`].
+pub async fn api_caller(
+    state: &AppState,
+    headers: &HeaderMap,
+    audience: &str,
+) -> Result<(Option<VerifiedClient>, Tenancy), ApiError> {
+    let client = authenticate(state, headers, audience).await?;
+    let tenancy = Tenancy::of(client.as_ref(), &state.quality_issuers);
+    Ok((client, tenancy))
+}

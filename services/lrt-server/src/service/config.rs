@@ -38,6 +38,7 @@ const KEYS: &[&str] = &[
     "limits",
     "auth",
     "insecure_no_auth",
+    "quality_issuers",
     "evaluation_time",
     "log_format",
     "paging",
@@ -77,6 +78,10 @@ pub struct Config {
     /// Development only: accept calls without a JWT. Refused unless the listen address is a
     /// loopback address; never on by default.
     pub insecure_no_auth: bool,
+    /// Issuers (`iss` of trusted CDS clients) of the quality team: on `/api/v1` they read and act
+    /// on every tenant's data. Any other caller sees only the rows its own issuer and `tenant`
+    /// created (a token without `tenant`, the rows created without one).
+    pub quality_issuers: Vec<String>,
     /// The evaluation time: `call` (the time of the call: production) or `newest_blood_gas`
     /// (the time of the patient's newest arterial PaO2: for de-identified, date-shifted data
     /// sets such as the MIMIC-IV demo, whose dates lie in the 22nd century; never in production).
@@ -168,6 +173,7 @@ impl Default for Config {
             limits: Limits::default(),
             auth: None,
             insecure_no_auth: false,
+            quality_issuers: Vec::new(),
             evaluation_time: EvaluationTime::Call,
             log_format: LogFormat::Json,
             paging: super::paging::PagingConfig::default(),
@@ -245,6 +251,17 @@ impl Config {
                 "no [auth] section: configure the trusted CDS clients (or, for local development only, insecure_no_auth = true)".into(),
             ));
         }
+        for q in &self.quality_issuers {
+            let trusted = self
+                .auth
+                .as_ref()
+                .is_some_and(|a| a.issuers.iter().any(|i| i.iss == *q));
+            if !trusted {
+                return Err(ConfigError::Invalid(format!(
+                    "quality_issuers: {q:?} is not an issuer of [auth] (a typo would leave the quality team seeing nothing)"
+                )));
+            }
+        }
         self.paging.check().map_err(ConfigError::Invalid)?;
         if self.limits.body_bytes == 0 || self.limits.request_timeout_ms == 0 {
             return Err(ConfigError::Invalid("limits must be positive".into()));
@@ -262,5 +279,31 @@ impl Config {
             .as_deref()
             .unwrap_or(&self.public_base_url)
             .trim_end_matches('/')
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_quality_issuer_must_be_a_trusted_issuer() {
+        let mut c = Config {
+            auth: Some(lrt_auth::AuthConfig::new(vec![
+                lrt_auth::TrustedIssuer::new("https://ehr-a.example"),
+            ])),
+            quality_issuers: vec!["https://quality.example".into()],
+            ..Config::default()
+        };
+        let e = c
+            .check()
+            .expect_err("an unknown quality issuer")
+            .to_string();
+        assert!(
+            e.contains("quality_issuers") && e.contains("quality.example"),
+            "{e}"
+        );
+        c.quality_issuers = vec!["https://ehr-a.example".into()];
+        assert!(c.check().is_ok(), "{:?}", c.check());
     }
 }

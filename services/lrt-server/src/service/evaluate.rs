@@ -73,7 +73,18 @@ pub async fn run(state: &AppState, req: Request) -> Result<Outcome, ApiError> {
     let ehr = state.ehr.as_ref().ok_or_else(|| {
         ApiError::Unavailable("no EHR FHIR server is configured ([ehr] fhir_base)".into())
     })?;
-    let hook_instance = format!("{}:{}", req.origin.service_id(), req.key);
+    // An idempotency key is the caller's own: the same key from another issuer or tenant is
+    // another evaluation (it never returns someone else's).
+    let hook_instance = match &req.client {
+        Some(c) => format!(
+            "{}:{}|{}|{}",
+            req.origin.service_id(),
+            c.iss,
+            c.tenant.as_deref().unwrap_or_default(),
+            req.key
+        ),
+        None => format!("{}:{}", req.origin.service_id(), req.key),
+    };
     if let Some(stored) = store::find_call(&state.pool, &hook_instance).await? {
         if stored.patient_id != req.patient || stored.service_id != req.origin.service_id() {
             return Err(ApiError::Conflict(

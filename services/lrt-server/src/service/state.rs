@@ -35,6 +35,8 @@ pub struct AppState {
     pub order_codes: Arc<OrderCodes>,
     /// The active rule set's card texts.
     pub card_text: Arc<CardText>,
+    /// Issuers of the quality team: they read every tenant's rows on `/api/v1`.
+    pub quality_issuers: Arc<Vec<String>>,
     /// Base of the dashboard links on cards.
     pub dashboard: Arc<url::Url>,
     /// The LRT pager (None: no channel configured, no pages written).
@@ -201,6 +203,7 @@ impl AppState {
             prefetch: Arc::new(prefetch),
             order_codes: Arc::new(order_codes),
             card_text: Arc::new(card_text),
+            quality_issuers: Arc::new(config.quality_issuers.clone()),
             dashboard: Arc::new(dashboard),
             pager,
             ehr,

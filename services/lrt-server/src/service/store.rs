@@ -6,6 +6,7 @@
 //! same `hookInstance` both evaluate, but only the first insert wins; the other reads and returns
 //! the stored response, so a retried call returns the same cards and stores nothing twice.
 
+use super::auth::Tenancy;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::migrate::Migrator;
@@ -380,7 +381,9 @@ macro_rules! row_columns {
 pub async fn evaluation(
     pool: &PgPool,
     id: Uuid,
+    tenancy: &Tenancy,
 ) -> Result<Option<(EvaluationRow, Value, Value, Value)>, sqlx::Error> {
+    let (iss, tenant) = tenancy.binds();
     #[derive(sqlx::FromRow)]
     struct Full {
         #[sqlx(flatten)]
@@ -392,31 +395,39 @@ pub async fn evaluation(
     let full = sqlx::query_as::<_, Full>(concat!(
         "SELECT ",
         row_columns!(),
-        ", snapshot, assessment, response FROM evaluation WHERE id = $1"
+        ", snapshot, assessment, response FROM evaluation WHERE id = $1 \
+         AND ($2::text IS NULL OR (client_iss = $2 AND tenant IS NOT DISTINCT FROM $3))"
     ))
     .bind(id)
+    .bind(iss)
+    .bind(tenant)
     .fetch_optional(pool)
     .await?;
     Ok(full.map(|f| (f.row, f.snapshot, f.assessment, f.response)))
 }
 
-/// Evaluations, newest first, optionally of one patient and role.
+/// Evaluations, newest first, optionally of one patient and role, of the caller's tenancy.
 pub async fn evaluations(
     pool: &PgPool,
     patient: Option<&str>,
     role: Option<&str>,
     limit: i64,
+    tenancy: &Tenancy,
 ) -> Result<Vec<EvaluationRow>, sqlx::Error> {
+    let (iss, tenant) = tenancy.binds();
     sqlx::query_as::<_, EvaluationRow>(concat!(
         "SELECT ",
         row_columns!(),
         " FROM evaluation \
          WHERE ($1::text IS NULL OR patient_id = $1) AND ($2::text IS NULL OR role = $2) \
+         AND ($4::text IS NULL OR (client_iss = $4 AND tenant IS NOT DISTINCT FROM $5)) \
          ORDER BY created_at DESC, id LIMIT $3"
     ))
     .bind(patient)
     .bind(role)
     .bind(limit)
+    .bind(iss)
+    .bind(tenant)
     .fetch_all(pool)
     .await
 }

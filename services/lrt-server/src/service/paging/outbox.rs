@@ -2,6 +2,7 @@
 //! the evaluation's transaction, claiming due deliveries, recording outcomes, and what the API
 //! lists, acknowledges and retries.
 
+use crate::service::auth::Tenancy;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -251,29 +252,53 @@ const PAGE_SELECT: &str = "SELECT p.id, p.evaluation_id, p.patient_id, p.urgency
     FROM consult_page p LEFT JOIN page_delivery d ON d.page_id = p.id";
 
 /// Pages, newest first, filtered by patient and by state.
+/// The tenancy condition on a page (through its evaluation), with `$iss`/`$tenant` at `n`, `n+1`.
+fn page_tenancy(n: usize) -> String {
+    format!(
+        "(${n}::text IS NULL OR EXISTS (SELECT 1 FROM evaluation e WHERE e.id = p.evaluation_id \
+         AND e.client_iss = ${n} AND e.tenant IS NOT DISTINCT FROM ${}))",
+        n + 1
+    )
+}
+
 pub async fn pages(
     pool: &PgPool,
     patient: Option<&str>,
     state: Option<&str>,
     limit: i64,
+    tenancy: &Tenancy,
 ) -> Result<Vec<PageRow>, sqlx::Error> {
+    let (iss, tenant) = tenancy.binds();
     let sql = format!(
-        "SELECT * FROM ({PAGE_SELECT} WHERE ($1::text IS NULL OR p.patient_id = $1) \
+        "SELECT * FROM ({PAGE_SELECT} WHERE ($1::text IS NULL OR p.patient_id = $1) AND {} \
          GROUP BY p.id) x WHERE ($2::text IS NULL OR x.state = $2) \
-         ORDER BY x.created_at DESC, x.id LIMIT $3"
+         ORDER BY x.created_at DESC, x.id LIMIT $3",
+        page_tenancy(4)
     );
     sqlx::query_as::<_, PageRow>(&sql)
         .bind(patient)
         .bind(state)
         .bind(limit)
+        .bind(iss)
+        .bind(tenant)
         .fetch_all(pool)
         .await
 }
 
-pub async fn page(pool: &PgPool, id: Uuid) -> Result<Option<PageRow>, sqlx::Error> {
-    let sql = format!("{PAGE_SELECT} WHERE p.id = $1 GROUP BY p.id");
+pub async fn page(
+    pool: &PgPool,
+    id: Uuid,
+    tenancy: &Tenancy,
+) -> Result<Option<PageRow>, sqlx::Error> {
+    let (iss, tenant) = tenancy.binds();
+    let sql = format!(
+        "{PAGE_SELECT} WHERE p.id = $1 AND {} GROUP BY p.id",
+        page_tenancy(2)
+    );
     sqlx::query_as::<_, PageRow>(&sql)
         .bind(id)
+        .bind(iss)
+        .bind(tenant)
         .fetch_optional(pool)
         .await
 }

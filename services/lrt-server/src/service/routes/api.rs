@@ -1,7 +1,9 @@
 //! `/api/v1`: what the quality dashboard reads. Evaluations (newest first, by patient or role),
 //! one evaluation with its snapshot, assessment and the response sent, and the rule-set versions
 //! in use. Authenticated like the CDS Hooks calls (a trusted issuer's JWT whose `aud` is
-//! `{public_base_url}/api/v1`).
+//! `{public_base_url}/api/v1`). Tenancy: a caller reads the evaluations its own issuer and
+//! `tenant` created; an issuer of `quality_issuers` reads every tenant's; another tenant's
+//! evaluation is 404, as if it did not exist.
 
 use axum::Json;
 use axum::Router;
@@ -13,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::service::auth::authenticate;
+use crate::service::auth::{api_caller, authenticate};
 use crate::service::error::ApiError;
 use crate::service::routes::{api_audience, list_limit, one_of};
 use crate::service::state::AppState;
@@ -39,12 +41,18 @@ async fn list(
     headers: HeaderMap,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    authenticate(&state, &headers, &api_audience(&state)).await?;
+    let (_, tenancy) = api_caller(&state, &headers, &api_audience(&state)).await?;
     let Query(q) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     one_of("role", q.role.as_deref(), &["active", "shadow"])?;
     let limit = list_limit(q.limit)?;
-    let rows =
-        store::evaluations(&state.pool, q.patient.as_deref(), q.role.as_deref(), limit).await?;
+    let rows = store::evaluations(
+        &state.pool,
+        q.patient.as_deref(),
+        q.role.as_deref(),
+        limit,
+        &tenancy,
+    )
+    .await?;
     Ok(Json(json!({ "evaluations": rows })))
 }
 
@@ -114,9 +122,9 @@ async fn one(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    authenticate(&state, &headers, &api_audience(&state)).await?;
+    let (_, tenancy) = api_caller(&state, &headers, &api_audience(&state)).await?;
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound("no such evaluation".into()))?;
-    let (row, snapshot, assessment, response) = store::evaluation(&state.pool, id)
+    let (row, snapshot, assessment, response) = store::evaluation(&state.pool, id, &tenancy)
         .await?
         .ok_or_else(|| ApiError::NotFound("no such evaluation".into()))?;
     let mut v = serde_json::to_value(row).map_err(ApiError::internal)?;

@@ -1,6 +1,8 @@
 //! `/api/v1/pages`: the LRT consult pages with their delivery state and every attempt;
 //! acknowledge a page; put a dead-lettered page back in the outbox. Authenticated like the rest
-//! of `/api/v1` (a trusted issuer's JWT with `aud` = `{public_base_url}/api/v1`).
+//! of `/api/v1` (a trusted issuer's JWT with `aud` = `{public_base_url}/api/v1`). A caller sees
+//! and acts on the pages of its own tenant's evaluations only (a quality issuer on all); another
+//! tenant's page is 404, as if it did not exist.
 
 use std::time::Duration;
 
@@ -13,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::service::auth::authenticate;
+use crate::service::auth::{Tenancy, api_caller};
 use crate::service::error::ApiError;
 use crate::service::paging::outbox;
 use crate::service::routes::{api_audience, list_limit, one_of};
@@ -40,7 +42,7 @@ async fn list(
     headers: HeaderMap,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    authenticate(&state, &headers, &api_audience(&state)).await?;
+    let (_, tenancy) = api_caller(&state, &headers, &api_audience(&state)).await?;
     let Query(q) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     one_of(
         "state",
@@ -48,7 +50,14 @@ async fn list(
         &["pending", "delivered", "dead"],
     )?;
     let limit = list_limit(q.limit)?;
-    let rows = outbox::pages(&state.pool, q.patient.as_deref(), q.state.as_deref(), limit).await?;
+    let rows = outbox::pages(
+        &state.pool,
+        q.patient.as_deref(),
+        q.state.as_deref(),
+        limit,
+        &tenancy,
+    )
+    .await?;
     Ok(Json(json!({ "pages": rows })))
 }
 
@@ -61,12 +70,12 @@ async fn one(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    authenticate(&state, &headers, &api_audience(&state)).await?;
-    found(&state, page_id(&id)?).await
+    let (_, tenancy) = api_caller(&state, &headers, &api_audience(&state)).await?;
+    found(&state, page_id(&id)?, &tenancy).await
 }
 
-async fn found(state: &AppState, id: Uuid) -> Result<Json<Value>, ApiError> {
-    let page = outbox::page(&state.pool, id)
+async fn found(state: &AppState, id: Uuid, tenancy: &Tenancy) -> Result<Json<Value>, ApiError> {
+    let page = outbox::page(&state.pool, id, tenancy)
         .await?
         .ok_or_else(|| ApiError::NotFound("no such page".into()))?;
     Ok(Json(
@@ -80,15 +89,19 @@ async fn acknowledge(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let client = authenticate(&state, &headers, &api_audience(&state)).await?;
+    let (client, tenancy) = api_caller(&state, &headers, &api_audience(&state)).await?;
     let id = page_id(&id)?;
+    // Another tenant's page is not found (checked before anything changes).
+    if outbox::page(&state.pool, id, &tenancy).await?.is_none() {
+        return Err(ApiError::NotFound("no such page".into()));
+    }
     let by = client
         .as_ref()
         .and_then(|c| c.sub.as_deref().or(Some(c.iss.as_str())));
     if !outbox::acknowledge(&state.pool, id, by).await? {
         return Err(ApiError::NotFound("no such page".into()));
     }
-    found(&state, id).await
+    found(&state, id, &tenancy).await
 }
 
 /// Puts the page's dead-lettered deliveries back in the outbox, due now, with a new horizon.
@@ -97,9 +110,9 @@ async fn retry(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    authenticate(&state, &headers, &api_audience(&state)).await?;
+    let (_, tenancy) = api_caller(&state, &headers, &api_audience(&state)).await?;
     let id = page_id(&id)?;
-    let page = outbox::page(&state.pool, id)
+    let page = outbox::page(&state.pool, id, &tenancy)
         .await?
         .ok_or_else(|| ApiError::NotFound("no such page".into()))?;
     let horizon = state.pager.as_ref().map_or(Duration::from_secs(3600), |p| {
