@@ -199,9 +199,15 @@ async fn each_tenant_sees_and_acts_on_its_own_rows_and_the_quality_team_on_all()
     // GET /api/v1/evaluations: own rows only (active and shadow); quality: both.
     let (status, list) = s.get(&s.a, "/api/v1/evaluations").await;
     assert_eq!(status, StatusCode::OK, "{list}");
-    assert_eq!(Setup::ids(&list, "evaluations", "patient_id"), [pa.clone()]);
+    assert_eq!(
+        Setup::ids(&list, "evaluations", "patient_id"),
+        vec![pa.clone()]
+    );
     let (_, list) = s.get(&s.b, "/api/v1/evaluations").await;
-    assert_eq!(Setup::ids(&list, "evaluations", "patient_id"), [pb.clone()]);
+    assert_eq!(
+        Setup::ids(&list, "evaluations", "patient_id"),
+        vec![pb.clone()]
+    );
     let (_, list) = s.get(&s.quality, "/api/v1/evaluations").await;
     let mut both = vec![pa.clone(), pb.clone()];
     both.sort();
@@ -235,9 +241,9 @@ async fn each_tenant_sees_and_acts_on_its_own_rows_and_the_quality_team_on_all()
         "both pages written"
     );
     let (_, pages) = s.get(&s.a, "/api/v1/pages").await;
-    assert_eq!(Setup::ids(&pages, "pages", "patient_id"), [pa.clone()]);
+    assert_eq!(Setup::ids(&pages, "pages", "patient_id"), vec![pa.clone()]);
     let (_, pages) = s.get(&s.b, "/api/v1/pages").await;
-    assert_eq!(Setup::ids(&pages, "pages", "patient_id"), [pb.clone()]);
+    assert_eq!(Setup::ids(&pages, "pages", "patient_id"), vec![pb.clone()]);
     let b_page = pages["pages"][0]["id"].as_str().unwrap().to_string();
 
     // GET /api/v1/pages/{id}, acknowledge, retry: another tenant's page is 404 and unchanged.

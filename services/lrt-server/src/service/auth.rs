@@ -106,7 +106,7 @@ impl Tenancy {
     pub fn of(client: Option<&VerifiedClient>, quality_issuers: &[String]) -> Tenancy {
         match client {
             None => Tenancy::All,
-            Some(c) if quality_issuers.iter().any(|q| *q == c.iss) => Tenancy::All,
+            Some(c) if quality_issuers.contains(&c.iss) => Tenancy::All,
             Some(c) => Tenancy::Own {
                 iss: c.iss.clone(),
                 tenant: c.tenant.clone(),
