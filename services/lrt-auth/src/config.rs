@@ -148,8 +148,10 @@ pub struct JwksConfig {
     /// (default 3600 s). A key removed from the set stops working at the next successful
     /// fetch, or at the latest after `cache_ttl_secs + max_stale_secs`.
     pub max_stale_secs: u64,
-    /// The most fetches per issuer per minute, over all of its URLs (default 10). This bounds
-    /// the traffic that tokens with many different allow-listed `jku` URLs can cause.
+    /// The most fetches per minute of one URL, and of one issuer over the URLs that never
+    /// served it keys (default 10). This bounds the traffic that tokens with many different
+    /// allow-listed `jku` URLs can cause, without letting them block a key rotation at a URL
+    /// that served keys before.
     pub max_fetches_per_minute: u32,
     /// The most JWK Set URLs kept in the cache (default 64); the least recently fetched is
     /// dropped first.

@@ -8,9 +8,11 @@
 //!   chunk by chunk and dropped as soon as it exceeds the size limit.
 //! * **Cache.** One entry per URL, shared by every issuer using that URL. A set younger than
 //!   the TTL is used as is. A token whose `kid` is not in the set triggers a refresh, but one
-//!   URL is fetched at most once per `min_refresh_interval` (failed fetches count), and each
-//!   issuer has a budget of fetches per minute over all its URLs, so made-up `kid`s or many
-//!   allow-listed `jku` variants cannot make the service fetch on every request. Concurrent
+//!   URL is fetched at most once per `min_refresh_interval` (failed fetches count), and budgets
+//!   of fetches per minute bound the rest: each URL has its own, and a URL that never served
+//!   keys also draws on its issuer's budget. So made-up `kid`s or many allow-listed `jku`
+//!   variants cannot make the service fetch on every request, and forged tokens aimed at new
+//!   URLs cannot spend the budget that a key rotation at the issuer's known URL needs. Concurrent
 //!   requests that need the same refresh wait for one fetch (single flight). When a refresh
 //!   fails, the previous set stays usable up to `max_stale` past its TTL.
 
@@ -79,7 +81,7 @@ pub(crate) fn jku_allowed(jku: &Url, allow: &[Url], allow_loopback_http: bool) -
     })
 }
 
-/// A per-issuer budget of fetches per minute (a fixed one-minute window).
+/// A budget of fetches per minute (a fixed one-minute window): one per issuer, one per URL.
 #[derive(Debug)]
 pub(crate) struct FetchBudget {
     max_per_minute: u32,
@@ -119,14 +121,32 @@ struct SetState {
     last_attempt: Option<Instant>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct RemoteSet {
     state: RwLock<SetState>,
     /// Held while fetching, so concurrent refreshes of one URL become one fetch.
     fetching: tokio::sync::Mutex<()>,
+    /// This URL's own budget of fetches per minute.
+    budget: FetchBudget,
 }
 
 impl RemoteSet {
+    fn new(max_fetches_per_minute: u32) -> RemoteSet {
+        RemoteSet {
+            state: RwLock::new(SetState::default()),
+            fetching: tokio::sync::Mutex::new(()),
+            budget: FetchBudget::new(max_fetches_per_minute),
+        }
+    }
+
+    /// Whether a fetch may start now: within this URL's budget, and, for a URL that never
+    /// served keys, within the issuer's (which bounds how many new URLs forged tokens can make
+    /// the service try). A URL that served keys before does not draw on the issuer's budget, so
+    /// a key rotation there is fetched even while forged tokens spend that budget elsewhere.
+    fn may_fetch(&self, state: &SetState, issuer: &FetchBudget, now: Instant) -> bool {
+        self.budget.try_take(now) && (state.fetched_at.is_some() || issuer.try_take(now))
+    }
+
     fn snapshot(&self) -> SetState {
         self.state.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -187,7 +207,7 @@ impl JwksCache {
                 None => break,
             };
         }
-        let set = Arc::new(RemoteSet::default());
+        let set = Arc::new(RemoteSet::new(self.config.max_fetches_per_minute));
         sets.insert(url.as_str().to_owned(), set.clone());
         set
     }
@@ -223,9 +243,9 @@ impl JwksCache {
         });
         if !interval_passed {
             tracing::debug!(jwks_url = %url, "JWK Set refresh skipped: fetched too recently");
-        } else if !budget.try_take(now) {
+        } else if !set.may_fetch(&state, budget, now) {
             // debug, not warn: a flood of forged tokens must not become a flood of log lines.
-            tracing::debug!(jwks_url = %url, "JWK Set refresh skipped: issuer's fetch budget spent");
+            tracing::debug!(jwks_url = %url, "JWK Set refresh skipped: fetch budget spent");
         } else {
             let result = self.fetch(url).await;
             let mut state = set.state.write().unwrap_or_else(|p| p.into_inner());

@@ -964,6 +964,42 @@ async fn many_allow_listed_jku_urls_are_bounded_by_the_fetch_budget() {
     assert_eq!(seen[3..], [Rejection::KeySetUnavailable; 7]);
 }
 
+/// Issue 8 item 7: forged tokens cycling allow-listed `jku` variants spend the issuer's budget
+/// for new URLs, but a key rotated in at the URL the EHR has always used is still fetched.
+#[tokio::test]
+async fn forged_jku_variants_cannot_block_a_key_rotation_at_a_known_url() {
+    let key1 = ec_key("ehr-key-1");
+    let server = JwksServer::start(&[&key1]).await;
+    let mut config = config(vec![jku_issuer(&server.url("/jwks/"))]);
+    config.jwks.max_fetches_per_minute = 3;
+    config.jwks.min_refresh_interval_secs = 0;
+    let verifier = Verifier::new(config).unwrap();
+    let main = server.url("/jwks/main");
+    verifier
+        .verify(&es384_jku(&key1, &main, &claims()), AUD)
+        .await
+        .unwrap();
+    let stranger = ec_key("made-up");
+    for i in 0..10 {
+        let jku = server.url(&format!("/jwks/variant-{i}"));
+        rejection(&verifier, &es384_jku(&stranger, &jku, &claims())).await;
+    }
+    let variants: usize = (0..10)
+        .map(|i| server.hits(&format!("/jwks/variant-{i}")))
+        .sum();
+    assert_eq!(
+        variants, 2,
+        "the issuer's budget (3, one spent on /jwks/main) bounds new URLs"
+    );
+    let key2 = ec_key("ehr-key-2");
+    server.set_keys(&[&key1, &key2]);
+    verifier
+        .verify(&es384_jku(&key2, &main, &claims()), AUD)
+        .await
+        .unwrap();
+    assert_eq!(server.hits("/jwks/main"), 2);
+}
+
 #[tokio::test]
 async fn unavailable_key_sets_are_rejected() {
     let key = ec_key("ehr-key-1");
