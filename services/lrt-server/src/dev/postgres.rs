@@ -25,6 +25,9 @@ pub struct TempCluster {
     bin: PathBuf,
     data: PathBuf,
     as_postgres: bool,
+    /// `postgres` options (port, socket folder) and log file, to start it again.
+    options: String,
+    log: String,
     _dir: tempfile::TempDir,
 }
 
@@ -125,8 +128,42 @@ impl TempCluster {
             bin,
             data,
             as_postgres,
+            options,
+            log,
             _dir: dir,
         })
+    }
+
+    /// Stops the server at once (`pg_ctl stop -m immediate`: connections are cut, as when the
+    /// database host fails). For tests of the service with its database down.
+    pub fn stop(&self) -> Result<(), PostgresError> {
+        let data = self.data.display().to_string();
+        run(
+            self.as_postgres,
+            &self.bin.join("pg_ctl"),
+            &["-D", &data, "-m", "immediate", "-w", "stop"],
+            "pg_ctl stop",
+        )
+    }
+
+    /// Starts the stopped server again, on the same port.
+    pub fn start_again(&self) -> Result<(), PostgresError> {
+        let data = self.data.display().to_string();
+        run(
+            self.as_postgres,
+            &self.bin.join("pg_ctl"),
+            &[
+                "-D",
+                &data,
+                "-o",
+                &self.options,
+                "-l",
+                &self.log,
+                "-w",
+                "start",
+            ],
+            "pg_ctl start",
+        )
     }
 }
 

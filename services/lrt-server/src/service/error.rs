@@ -82,13 +82,29 @@ impl ApiError {
     }
 }
 
+/// Whether a database error means "the database cannot answer now" (503, retry later) rather
+/// than a fault of the service (500): no connection from the pool, a broken connection, or
+/// PostgreSQL's connection-exception (`08…`), operator-intervention (`57P…`: shutdown, crash
+/// recovery, cannot connect now) and too-many-connections (`53300`) errors.
+pub fn database_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "53300"),
+        _ => false,
+    }
+}
+
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        match e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-                ApiError::Unavailable("the database is unavailable".into())
-            }
-            other => ApiError::Internal(format!("database: {other}")),
+        if database_unavailable(&e) {
+            ApiError::Unavailable("the database is unavailable".into())
+        } else {
+            ApiError::Internal(format!("database: {e}"))
         }
     }
 }

@@ -1,0 +1,160 @@
+//! Issue 8: PostgreSQL stopped under load. The service runs on a throw-away PostgreSQL cluster
+//! (the system's binaries, `lrt_server::dev::postgres`); concurrent CDS Hooks calls with valid
+//! ES384 JWTs keep coming while the cluster is stopped at once (`pg_ctl stop -m immediate`) and
+//! started again. Every answer is a 200 with cards, or a 503 OperationOutcome with
+//! `Retry-After`: never a 401 (the client's credentials are fine), never a 500, never a
+//! dropped connection; and the service answers 200 again once the database is back.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use lrt_auth::{AuthConfig, TrustedIssuer};
+use lrt_e2e::cds_client::{CdsClient, JwksServer};
+use lrt_e2e::service::TestApp;
+use lrt_e2e::synthetic::{self, BORDERLINE};
+use lrt_server::dev::postgres::TempCluster;
+use lrt_server::service::config::EvaluationTime;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+const PV: &str = "/cds-services/lrt-patient-view";
+
+/// One answer as the client saw it.
+#[derive(Debug)]
+enum Answer {
+    Ok,
+    Unavailable,
+    Other(String),
+}
+
+async fn call(app_http: &reqwest::Client, url: &str, token: String, n: usize) -> Answer {
+    let body = synthetic::patient_view(&format!("down-{n}"), BORDERLINE);
+    let res = match app_http
+        .post(url)
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return Answer::Other(format!("no answer: {e}")),
+    };
+    let status = res.status();
+    let retry_after = res.headers().contains_key("retry-after");
+    let text = res.text().await.unwrap_or_default();
+    let json: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    match status {
+        StatusCode::OK if json["cards"].is_array() => Answer::Ok,
+        StatusCode::SERVICE_UNAVAILABLE
+            if retry_after && json["resourceType"] == "OperationOutcome" =>
+        {
+            Answer::Unavailable
+        }
+        other => Answer::Other(format!("{other}: {text}")),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgresql_stopped_under_load_gives_503_never_401_or_500() {
+    lrt_fhir::client::install_crypto_provider();
+    let cluster = tokio::task::spawn_blocking(TempCluster::start)
+        .await
+        .unwrap()
+        .expect("a throw-away PostgreSQL cluster (Debian's postgresql package)");
+    let client = Arc::new(CdsClient::new("https://ehr.down.example"));
+    let jwks = JwksServer::start(client.jwks()).await;
+    let mut issuer = TrustedIssuer::new(client.iss.clone());
+    issuer.jwks_url = Some(jwks.url.parse().unwrap());
+    let mut auth = AuthConfig::new(vec![issuer]);
+    auth.allow_insecure_loopback_http = true;
+    let url = cluster.url.clone();
+    let app = TestApp::spawn(move |c| {
+        c.auth = Some(auth);
+        c.database_url = Some(url);
+        c.evaluation_time = EvaluationTime::NewestBloodGas;
+        // Fail fast while the database is gone (the default waits longer for a connection).
+        c.limits.request_timeout_ms = 5_000;
+    })
+    .await;
+    let endpoint = app.url(PV);
+
+    // Four clients call without pause; the database is stopped after 1 s, started after 3 s.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for w in 0..4 {
+        let (http, endpoint, client, stop) = (
+            app.http.clone(),
+            endpoint.clone(),
+            client.clone(),
+            stop.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            let mut answers = Vec::new();
+            let mut n = w * 100_000;
+            while !stop.load(Ordering::SeqCst) {
+                n += 1;
+                let token = client.token(&endpoint);
+                answers.push((Instant::now(), call(&http, &endpoint, token, n).await));
+            }
+            answers
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let stopped_at = Instant::now();
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.stop().expect("pg_ctl stop");
+        cluster
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.start_again().expect("pg_ctl start");
+        cluster
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::SeqCst);
+
+    let mut all = Vec::new();
+    for w in workers {
+        all.extend(w.await.unwrap());
+    }
+    let bad: Vec<&String> = all
+        .iter()
+        .filter_map(|(_, a)| match a {
+            Answer::Other(s) => Some(s),
+            _ => None,
+        })
+        .collect();
+    assert!(bad.is_empty(), "answers other than 200 or 503: {bad:#?}");
+    let before = all
+        .iter()
+        .filter(|(t, a)| *t < stopped_at && matches!(a, Answer::Ok))
+        .count();
+    let unavailable = all
+        .iter()
+        .filter(|(_, a)| matches!(a, Answer::Unavailable))
+        .count();
+    eprintln!(
+        "{} answers: {before} cards before the stop, {unavailable} 503 while the database was down",
+        all.len()
+    );
+    assert!(before > 0, "calls were answered before the stop");
+    assert!(unavailable > 0, "calls came while the database was down");
+
+    // Back: a new call is answered with cards (the pool reconnects).
+    let mut back = false;
+    for n in 0..50 {
+        if let Answer::Ok = call(&app.http, &endpoint, client.token(&endpoint), 900_000 + n).await {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(back, "the service answers again once PostgreSQL is back");
+    drop(cluster);
+}
