@@ -30,9 +30,17 @@ pub fn shipped_version_dir() -> PathBuf {
 /// Copies the shipped version's rule files (not its tests) to `<root>/lrt-ruleset/0.1.0` and
 /// returns that folder, so a test can break a copy without touching the repository.
 pub fn copy_shipped_version(root: &Path) -> PathBuf {
-    let dir = root.join("lrt-ruleset/0.1.0");
+    copy_version(root, "0.1.0")
+}
+
+/// Copies the rule files of `rules/lrt-ruleset/<version>` (not its tests) to
+/// `<root>/lrt-ruleset/<version>` (the folder names must be the id and the version) and returns
+/// that folder.
+pub fn copy_version(root: &Path, version: &str) -> PathBuf {
+    let from = repo_root().join("rules/lrt-ruleset").join(version);
+    let dir = root.join("lrt-ruleset").join(version);
     std::fs::create_dir_all(dir.join("tests")).expect("create the copy's folder");
-    for entry in std::fs::read_dir(shipped_version_dir()).expect("read the shipped rule set") {
+    for entry in std::fs::read_dir(&from).expect("read the rule-set version") {
         let p = entry.expect("a directory entry").path();
         if p.is_file() {
             std::fs::copy(&p, dir.join(p.file_name().expect("a file name")))

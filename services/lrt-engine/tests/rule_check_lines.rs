@@ -8,22 +8,7 @@ use std::path::{Path, PathBuf};
 
 use lrt_engine::RuleSet;
 use lrt_engine::ruleset::RuleError;
-use lrt_engine::testing::{edit_file, repo_root};
-
-/// Copies the rule files of `rules/lrt-ruleset/<version>` (not its tests) to
-/// `<root>/lrt-ruleset/<version>` and returns that folder.
-fn copy_version(root: &Path, version: &str) -> PathBuf {
-    let from = repo_root().join("rules/lrt-ruleset").join(version);
-    let dir = root.join("lrt-ruleset").join(version);
-    std::fs::create_dir_all(dir.join("tests")).unwrap();
-    for entry in std::fs::read_dir(&from).unwrap() {
-        let p = entry.unwrap().path();
-        if p.is_file() {
-            std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
-        }
-    }
-    dir
-}
+use lrt_engine::testing::{copy_version, edit_file, repo_root};
 
 /// The 1-based line of the first line of `file` that contains `needle`.
 fn line_of(file: &Path, needle: &str) -> usize {

@@ -94,6 +94,31 @@ fn patient_view(case: &Case) -> (Assessment, Value) {
     )
 }
 
+/// The detail of the patient-view card for `a`, with the template set to answer even when
+/// nothing is actionable (to read the blocks of a card patient-view would not show).
+fn forced_card_detail(snapshot: &PatientSnapshot, a: &Assessment) -> String {
+    let mut text = support::card_text(rules());
+    text.card_when_not_actionable = true;
+    let service = services::find("lrt-patient-view").expect("service");
+    let request = support::request(&support::patient_view("p", json!({})));
+    let codes = OrderCodes::for_rules(rules()).expect("codes");
+    let dashboard = Url::parse("https://lrt.example.org/").expect("url");
+    let input = CardInput {
+        service,
+        request: &request,
+        rules: rules(),
+        text: &text,
+        snapshot: Some(snapshot),
+        evaluation_id: uuid::Uuid::nil(),
+        dashboard: &dashboard,
+        order_codes: &codes,
+    };
+    cards::respond(&input, a).cards[0]
+        .detail
+        .clone()
+        .expect("a detail")
+}
+
 #[test]
 fn patient_view_answers_only_when_something_is_actionable() {
     let text = support::card_text(rules());
@@ -217,25 +242,8 @@ fn data_quality_is_in_words() {
         "{json:#}"
     );
     assert!(!a.data_quality.is_empty(), "{:?}", a.data_quality);
-    let mut text = support::card_text(rules());
-    text.card_when_not_actionable = true;
-    let service = services::find("lrt-patient-view").expect("service");
-    let body = support::patient_view(&case.id, json!({}));
-    let request = support::request(&body);
-    let codes = OrderCodes::for_rules(rules()).expect("codes");
-    let dashboard = Url::parse("https://lrt.example.org/").expect("url");
-    let input = CardInput {
-        service,
-        request: &request,
-        rules: rules(),
-        text: &text,
-        snapshot: Some(&case.snapshot),
-        evaluation_id: uuid::Uuid::nil(),
-        dashboard: &dashboard,
-        order_codes: &codes,
-    };
-    let response = cards::respond(&input, &a);
-    let detail = response.cards[0].detail.clone().expect("a detail");
+    let text = support::card_text(rules());
+    let detail = forced_card_detail(&case.snapshot, &a);
     let block = detail
         .split("**Data quality**")
         .nth(1)
@@ -272,24 +280,7 @@ fn stale_peep_says_when_it_was_last_charted() {
         "{:?}",
         a.data_quality
     );
-    let mut text = support::card_text(rules);
-    text.card_when_not_actionable = true;
-    let service = services::find("lrt-patient-view").expect("service");
-    let request = support::request(&support::patient_view("p", json!({})));
-    let codes = OrderCodes::for_rules(rules).expect("codes");
-    let dashboard = Url::parse("https://lrt.example.org/").expect("url");
-    let input = CardInput {
-        service,
-        request: &request,
-        rules,
-        text: &text,
-        snapshot: Some(&case.snapshot),
-        evaluation_id: uuid::Uuid::nil(),
-        dashboard: &dashboard,
-        order_codes: &codes,
-    };
-    let response = cards::respond(&input, &a);
-    let detail = response.cards[0].detail.clone().expect("detail");
+    let detail = forced_card_detail(&case.snapshot, &a);
     assert!(
         detail.contains("- PEEP last charted ") && detail.contains(" h ago: too old to use"),
         "{detail}"
@@ -354,19 +345,10 @@ fn an_rxnorm_inhaled_nitric_oxide_order_gets_its_card() {
 // Template passes
 // ------------------------------------------------------------------------------------------
 
-/// A copy of 0.2.0 as `<tmp>/lrt-ruleset/0.2.0` (the folder names must be the id and version).
+/// A copy of 0.2.0 as `<tmp>/lrt-ruleset/0.2.0`.
 fn copy_version() -> tempfile::TempDir {
-    let src =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rules/lrt-ruleset/0.2.0");
     let root = tempfile::tempdir().expect("a temp dir");
-    let inner = version_path(&root);
-    std::fs::create_dir_all(&inner).expect("mkdir");
-    for e in std::fs::read_dir(&src).expect("read_dir") {
-        let e = e.expect("entry");
-        if e.path().is_file() {
-            std::fs::copy(e.path(), inner.join(e.file_name())).expect("copy");
-        }
-    }
+    lrt_engine::testing::copy_version(root.path(), "0.2.0");
     root
 }
 

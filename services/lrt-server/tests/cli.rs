@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 
 use lrt_engine::casefile::{CaseFile, compare, compare_under};
 use lrt_engine::testing::{
-    copy_shipped_version, edit_file, repo_root as repo, shared_dir as shared,
+    copy_shipped_version, copy_version, edit_file, repo_root as repo, shared_dir as shared,
 };
 
 fn lrt(args: &[&str]) -> Output {
@@ -279,14 +279,7 @@ fn rules_check_rejects_a_broken_file_naming_file_pointer_and_reason() {
 #[test]
 fn rules_check_prints_file_line_item_and_help_for_an_untagged_decision_item() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("lrt-ruleset/0.2.0");
-    std::fs::create_dir_all(&dir).unwrap();
-    for entry in std::fs::read_dir(repo().join("rules/lrt-ruleset/0.2.0")).unwrap() {
-        let p = entry.unwrap().path();
-        if p.is_file() {
-            std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
-        }
-    }
+    let dir = copy_version(tmp.path(), "0.2.0");
     let f = dir.join("ecmo.yaml");
     edit_file(
         &f,
@@ -580,14 +573,7 @@ fn rules_diff_shows_what_a_new_version_changes_on_the_same_cases() {
 #[test]
 fn rules_check_refuses_a_reason_without_a_catalogue_entry() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("lrt-ruleset/0.2.0");
-    std::fs::create_dir_all(&dir).unwrap();
-    for entry in std::fs::read_dir(repo().join("rules/lrt-ruleset/0.2.0")).unwrap() {
-        let p = entry.unwrap().path();
-        if p.is_file() {
-            std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
-        }
-    }
+    let dir = copy_version(tmp.path(), "0.2.0");
     let f = dir.join("ecmo.yaml");
     edit_file(
         &f,

@@ -77,7 +77,27 @@ struct Seen {
     summary: String,
 }
 
-fn seen(rules: &RuleSet, snapshot: &PatientSnapshot, a: &Assessment, patient: &str) -> Seen {
+/// A version's card texts and order codes, read once (refused when `rules check` would).
+struct Cards {
+    text: lrt_hooks::cards::templates::CardText,
+    order_codes: lrt_hooks::orders::OrderCodes,
+}
+
+fn cards_of(rules: &RuleSet) -> Result<Cards, CliError> {
+    let text = lrt_hooks::cards::templates::CardText::for_rules(rules)
+        .map_err(|errors| CliError::RuleSet(lrt_engine::RuleSetError { errors }))?;
+    let order_codes = lrt_hooks::orders::OrderCodes::for_rules(rules)
+        .map_err(|e| CliError::BadInput(format!("{}: {}", rules.label(), e.0)))?;
+    Ok(Cards { text, order_codes })
+}
+
+fn seen(
+    rules: &RuleSet,
+    cards: &Cards,
+    snapshot: &PatientSnapshot,
+    a: &Assessment,
+    patient: &str,
+) -> Seen {
     Seen {
         category: a.ecmo_category.as_deref().map(str::to_string),
         urgency: a.ecmo_urgency.map(|u| format!("{u:?}").to_lowercase()),
@@ -87,13 +107,14 @@ fn seen(rules: &RuleSet, snapshot: &PatientSnapshot, a: &Assessment, patient: &s
             .iter()
             .map(|c| c.code.to_string())
             .collect(),
-        summary: card_summary(rules, snapshot, a, patient),
+        summary: card_summary(rules, cards, snapshot, a, patient),
     }
 }
 
 /// The summary of the patient-view card `lrt serve` would answer for this assessment.
 fn card_summary(
     rules: &RuleSet,
+    cards: &Cards,
     snapshot: &PatientSnapshot,
     a: &Assessment,
     patient: &str,
@@ -104,23 +125,21 @@ fn card_summary(
     };
     let body = json!({"hook": "patient-view", "hookInstance": uuid::Uuid::nil().to_string(),
         "context": {"userId": "Practitioner/diff", "patientId": patient}});
-    let (Ok(request), Ok(order_codes), Ok(text), Ok(dashboard)) = (
+    let (Ok(request), Ok(dashboard)) = (
         lrt_hooks::model::HookRequest::from_slice(body.to_string().as_bytes()),
-        lrt_hooks::orders::OrderCodes::for_rules(rules),
-        lrt_hooks::cards::templates::CardText::for_rules(rules),
         url::Url::parse("http://localhost/"),
     ) else {
-        return "(card texts not readable: run `lrt rules check`)".into();
+        return String::new();
     };
     let input = CardInput {
         service,
         request: &request,
         rules,
-        text: &text,
+        text: &cards.text,
         snapshot: Some(snapshot),
         evaluation_id: uuid::Uuid::nil(),
         dashboard: &dashboard,
-        order_codes: &order_codes,
+        order_codes: &cards.order_codes,
     };
     respond(&input, a)
         .cards
@@ -238,6 +257,7 @@ fn set_change(a: &BTreeSet<String>, b: &BTreeSet<String>) -> Option<Value> {
 pub fn run(ctx: &Ctx, args: Args) -> Result<ExitCode, CliError> {
     let a = load(ctx, &args.a)?;
     let b = load(ctx, &args.b)?;
+    let (cards_a, cards_b) = (cards_of(&a)?, cards_of(&b)?);
     let inputs = if args.cases.is_empty() {
         bundle_inputs(&args, &a, &b)?
     } else {
@@ -253,8 +273,8 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<ExitCode, CliError> {
     for input in &inputs {
         let ea = lrt_engine::evaluate(&a, &input.snapshots.0, input.now);
         let eb = lrt_engine::evaluate(&b, &input.snapshots.1, input.now);
-        let sa = seen(&a, &input.snapshots.0, &ea, &input.patient);
-        let sb = seen(&b, &input.snapshots.1, &eb, &input.patient);
+        let sa = seen(&a, &cards_a, &input.snapshots.0, &ea, &input.patient);
+        let sb = seen(&b, &cards_b, &input.snapshots.1, &eb, &input.patient);
         let name = |c: &Option<String>| c.clone().unwrap_or_else(|| "none".into());
         *categories
             .entry((name(&sa.category), name(&sb.category)))
