@@ -146,6 +146,7 @@ fn parse_case(v: &Value, path: &str) -> Result<Case, (String, String)> {
             )
         })?
         .with_timezone(&Utc);
+    let now = crate::time_window::check(now).map_err(|e| (join(path, "now"), e))?;
     let mut snap = Map::new();
     for k in ["patient", "context", "observations", "maneuvers"] {
         if let Some(x) = obj.get(k) {
@@ -458,6 +459,15 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.path, "now");
+
+        // Issue 8: an evaluation time outside the accepted years.
+        let e = CaseFile::parse(
+            "f.json",
+            r#"{"id":"x","now":"9999-12-31T00:00:00Z","patient":{}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.path, "now");
+        assert!(e.to_string().contains("1900 to 2299"), "{e}");
 
         let e = CaseFile::parse(
             "f.json",

@@ -44,6 +44,7 @@ pub mod ruleset;
 pub mod snapshot;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
+pub mod time_window;
 pub mod timeline;
 
 use chrono::{DateTime, Utc};

@@ -436,6 +436,12 @@ impl PatientSnapshot {
                     message: format!("duplicate observation id {:?}", obs.id),
                 });
             }
+            if let Err(e) = crate::time_window::check(obs.effective) {
+                issues.push(InputIssue {
+                    path: format!("observations[{i}].effective"),
+                    message: format!("observation {:?}: {e}", obs.id),
+                });
+            }
             if obs.status.rank().is_none() {
                 continue;
             }

@@ -26,7 +26,8 @@ impl FhirTime {
     }
 }
 
-/// Parses a FHIR `date` / `dateTime` / `instant`. `None` for text that is none of them.
+/// Parses a FHIR `date` / `dateTime` / `instant`. `None` for text that is none of them, and
+/// for a time outside the years this service accepts ([`lrt_engine::time_window`]).
 pub fn parse(text: &str) -> Option<FhirTime> {
     let t = text.trim();
     if t.contains('T') {
@@ -39,6 +40,10 @@ pub fn parse(text: &str) -> Option<FhirTime> {
 /// An RFC 3339 instant; minutes without seconds (`2025-03-01T11:30Z`) are accepted too, as EHRs
 /// send them. A time without a zone is refused: its instant is unknown.
 pub fn parse_instant(t: &str) -> Option<DateTime<Utc>> {
+    parse_any_instant(t).filter(|t| lrt_engine::time_window::plausible(*t))
+}
+
+fn parse_any_instant(t: &str) -> Option<DateTime<Utc>> {
     if let Ok(d) = DateTime::parse_from_rfc3339(t) {
         return Some(d.with_timezone(&Utc));
     }
@@ -55,8 +60,16 @@ pub fn parse_instant(t: &str) -> Option<DateTime<Utc>> {
     None
 }
 
-/// The days a FHIR `date` (`YYYY`, `YYYY-MM`, `YYYY-MM-DD`) may mean.
+/// The days a FHIR `date` (`YYYY`, `YYYY-MM`, `YYYY-MM-DD`) may mean; `None` outside the years
+/// this service accepts.
 pub fn date_range(t: &str) -> Option<(NaiveDate, NaiveDate)> {
+    date_range_any(t).filter(|(first, last)| {
+        lrt_engine::time_window::plausible_date(*first)
+            && lrt_engine::time_window::plausible_date(*last)
+    })
+}
+
+fn date_range_any(t: &str) -> Option<(NaiveDate, NaiveDate)> {
     let parts: Vec<&str> = t.split('-').collect();
     let num = |s: &str, len: usize| {
         (s.len() == len && s.bytes().all(|b| b.is_ascii_digit()))
@@ -168,6 +181,27 @@ mod tests {
         );
         assert_eq!(parse("March 2025"), None);
         assert_eq!(parse("2025-13"), None);
+    }
+
+    /// Issue 8: a time outside the accepted years is not a time (a `0001` default, a `9999`
+    /// open end); the MIMIC demo's 22nd-century dates are.
+    #[test]
+    fn times_outside_the_accepted_years_are_unreadable() {
+        for t in [
+            "0001-01-01T00:00:00Z",
+            "9999-12-31T23:59:59Z",
+            "1899-12-31T23:59Z",
+            "2300-01-01T02:00:00+01:00",
+            "9999",
+            "0001-01",
+            "1899-12-31",
+        ] {
+            assert_eq!(parse(t), None, "{t}");
+        }
+        assert!(parse("2201-05-07T10:00:00Z").is_some());
+        assert!(parse("1900").is_some());
+        // A birth date outside the window gives no age (unknown, never a guess).
+        assert_eq!(age_at("1890-01-01", utc("2026-01-01T00:00:00Z")), None);
     }
 
     #[test]
