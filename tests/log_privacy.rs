@@ -128,7 +128,7 @@ async fn the_logs_of_real_traffic_hold_no_patient_id() {
             {"resource": {"resourceType": "SubscriptionStatus", "status": "active",
              "type": "event-notification", "notificationEvent": [{"eventNumber": "1",
              "focus": {"reference": format!("Observation/{}-obs", r.patient)}}]}}]});
-        let _ = app_down
+        let res = app_down
             .http
             .post(app_down.url("/fhir/subscription-notification"))
             .header("content-type", "application/fhir+json")
@@ -137,7 +137,23 @@ async fn the_logs_of_real_traffic_hold_no_patient_id() {
             .send()
             .await
             .unwrap();
+        assert_eq!(res.status(), StatusCode::ACCEPTED);
     }
+    // The inbox worker has tried every notification (and logged its failures).
+    let tried = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM subscription_inbox WHERE attempts = 0")
+            .fetch_one(&app_down.pool)
+            .await
+            .unwrap()
+            == 0
+    };
+    for _ in 0..100 {
+        if tried().await {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(tried().await, "the inbox worker tried every notification");
     let text = String::from_utf8_lossy(&log.lock().unwrap()).into_owned();
     let lines = text.lines().count();
     assert!(lines >= 24, "the service logged ({lines} lines)");

@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use lrt_e2e::fhir_server::FhirServer;
+use lrt_e2e::gate::TcpGate;
 use lrt_e2e::pager::{PagerReceiver, eventually};
 use lrt_e2e::service::TestApp;
 use lrt_e2e::synthetic::{self, BORDERLINE, ELIGIBLE, STABLE};
@@ -111,6 +112,19 @@ async fn settled(app: &TestApp) {
         .await,
         "deliveries still pending"
     );
+}
+
+/// Waits until the inbox row at `location` is done; returns it.
+async fn done(app: &TestApp, location: &str) -> Value {
+    assert!(
+        eventually(Duration::from_secs(15), || async {
+            get(app, location).await["state"] == "done"
+        })
+        .await,
+        "{:#}",
+        get(app, location).await
+    );
+    get(app, location).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -375,11 +389,13 @@ async fn a_subscription_notification_of_a_new_blood_gas_evaluates_stores_and_pag
 
     let started = Instant::now();
     let res = send(Some(SUBSCRIPTION_SECRET)).await.unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    let body: Value = res.json().await.unwrap();
-    assert_eq!(body["evaluations"][0]["patient_id"], patient.as_str());
-    assert_eq!(body["evaluations"][0]["ecmo_category"], "borderline");
-    assert!(body["evaluations"][0]["page_id"].is_string(), "{body:#}");
+    // Stored and acknowledged before the EHR is read: 202, and where to follow it.
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let location = res.headers()["location"].to_str().unwrap().to_string();
+    let receipt: Value = res.json().await.unwrap();
+    assert_eq!(receipt["new"], true, "{receipt:#}");
+    let id = receipt["notification_id"].as_str().unwrap().to_string();
+    assert_eq!(location, format!("/api/v1/subscription-notifications/{id}"));
     assert!(
         eventually(Duration::from_secs(10), || async {
             !receiver.received().is_empty()
@@ -391,11 +407,20 @@ async fn a_subscription_notification_of_a_new_blood_gas_evaluates_stores_and_pag
         "Subscription notification to page received: {:.1} ms",
         latency.as_secs_f64() * 1000.0
     );
+    let row = done(&app, &location).await;
+    assert_eq!(row["attempts"], 1, "{row:#}");
+    let evaluation = row["evaluation_ids"][0].as_str().unwrap().to_string();
+    let stored = get(&app, &format!("/api/v1/evaluations/{evaluation}")).await;
+    assert_eq!(stored["patient_id"], patient.as_str(), "{stored:#}");
+    assert_eq!(stored["ecmo_category"], "borderline", "{stored:#}");
 
-    // The same notification again: nothing new stored, no page.
+    // The same notification again: the same row, nothing new stored, no page.
     let res = send(Some(SUBSCRIPTION_SECRET)).await.unwrap();
-    let body: Value = res.json().await.unwrap();
-    assert_eq!(body["evaluations"][0]["replayed"], true, "{body:#}");
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let again: Value = res.json().await.unwrap();
+    assert_eq!(again["notification_id"], id.as_str(), "{again:#}");
+    assert_eq!(again["new"], false);
+    assert_eq!(again["state"], "done");
     settled(&app).await;
     assert_eq!(receiver.received().len(), 1);
     assert_eq!(
@@ -407,7 +432,9 @@ async fn a_subscription_notification_of_a_new_blood_gas_evaluates_stores_and_pag
         1
     );
 
-    // An id-only notification (the backport's SubscriptionStatus alone) is read from the EHR.
+    // An id-only notification (the backport's SubscriptionStatus alone): the worker reads the
+    // resource from the EHR to find its patient. Same focus as before, so the evaluation of
+    // that patient and focus is the one already stored.
     let id_only = json!({"resourceType": "Bundle", "type": "history", "entry": [
         {"resource": {"resourceType": "SubscriptionStatus", "notificationEvent": [
             {"eventNumber": "2", "focus": {"reference": format!("{}/Observation/{}", fhir().base, observation["id"].as_str().unwrap())}}]}}]});
@@ -419,12 +446,82 @@ async fn a_subscription_notification_of_a_new_blood_gas_evaluates_stores_and_pag
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    let body: Value = res.json().await.unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let location = res.headers()["location"].to_str().unwrap().to_string();
+    let row = done(&app, &location).await;
+    assert_eq!(row["evaluation_ids"][0], evaluation.as_str(), "{row:#}");
+
+    // An id-only focus that is not on the EHR can never be evaluated: dead at once, listed.
+    let missing = json!({"resourceType": "Bundle", "type": "history", "entry": [
+        {"resource": {"resourceType": "SubscriptionStatus", "notificationEvent": [
+            {"eventNumber": "3", "focus": {"reference": "Observation/not-there-at-all"}}]}}]});
+    let res = app
+        .http
+        .post(app.url(path))
+        .bearer_auth(SUBSCRIPTION_SECRET)
+        .body(missing.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let location = res.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            get(&app, &location).await["state"] == "dead"
+        })
+        .await
+    );
+    let dead = get(&app, "/api/v1/subscription-notifications?state=dead").await;
     assert_eq!(
-        body["evaluations"][0]["patient_id"],
-        patient.as_str(),
-        "{body:#}"
+        dead["notifications"].as_array().unwrap().len(),
+        1,
+        "{dead:#}"
+    );
+    assert!(
+        dead["notifications"][0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("not on the EHR"),
+        "{dead:#}"
+    );
+
+    // A focus that would climb out of the EHR's base: 400 before anything is stored or read.
+    for reference in [
+        "../..",
+        "Observation/..",
+        "https://elsewhere.example/fhir/Observation/1",
+    ] {
+        let bad = json!({"resourceType": "Bundle", "type": "history", "entry": [
+            {"resource": {"resourceType": "SubscriptionStatus", "notificationEvent": [
+                {"eventNumber": "4", "focus": {"reference": reference}}]}}]});
+        let res = app
+            .http
+            .post(app.url(path))
+            .bearer_auth(SUBSCRIPTION_SECRET)
+            .body(bad.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{reference}");
+    }
+
+    // A heartbeat (no focus): 200, nothing stored.
+    let res = app
+        .http
+        .post(app.url(path))
+        .bearer_auth(SUBSCRIPTION_SECRET)
+        .body(
+            json!({"resourceType": "Bundle", "type": "history", "entry": [
+            {"resource": {"resourceType": "SubscriptionStatus", "type": "heartbeat"}}]})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM subscription_inbox").await,
+        3
     );
 
     // A notification that is not FHIR JSON: 400 with an OperationOutcome.
@@ -439,6 +536,108 @@ async fn a_subscription_notification_of_a_new_blood_gas_evaluates_stores_and_pag
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     let outcome: Value = res.json().await.unwrap();
     assert_eq!(outcome["resourceType"], "OperationOutcome");
+}
+
+/// Issue 8, "no trigger lost": a notification that arrives while the EHR's FHIR server is down
+/// is stored and acknowledged (202), retried with backoff, and evaluated and paged once the
+/// server is back, without the EHR sending it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_received_while_the_fhir_server_is_down_is_evaluated_and_pages_once_it_is_back()
+ {
+    let receiver = PagerReceiver::start(SECRET).await;
+    let target: std::net::SocketAddr = fhir().base.trim_start_matches("http://").parse().unwrap();
+    let mut gate = TcpGate::down(target).await;
+    let gate_base = gate.base.clone();
+    let (app, _dir) = app(&receiver, move |c| {
+        c.fhir_allow.push(gate_base.clone());
+        c.ehr.fhir_base = Some(gate_base);
+        c.ehr.inbox.poll_interval_ms = 50;
+        c.ehr.inbox.initial_backoff_ms = 100;
+        c.ehr.inbox.max_backoff_ms = 300;
+    })
+    .await;
+    let patient = format!(
+        "syn-down-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    fhir()
+        .client()
+        .transaction(&synthetic::transaction(&patient, "g", ELIGIBLE).to_string())
+        .await
+        .expect("loaded");
+    let observation = synthetic::observations(&patient, "g", ELIGIBLE)
+        .into_iter()
+        .next()
+        .unwrap();
+    let notification = json!({"resourceType": "Bundle", "type": "history", "entry": [
+        {"resource": {"resourceType": "SubscriptionStatus", "status": "active", "type": "event-notification",
+                      "notificationEvent": [{"eventNumber": "1", "focus": {"reference": format!("Observation/{}", observation["id"].as_str().unwrap())}}]}},
+        {"resource": observation}]});
+    let res = app
+        .http
+        .post(app.url("/fhir/subscription-notification"))
+        .bearer_auth(SUBSCRIPTION_SECRET)
+        .body(notification.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let location = res.headers()["location"].to_str().unwrap().to_string();
+
+    // Down: attempts fail and are retried; nothing is evaluated or paged.
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            get(&app, &location).await["attempts"].as_i64().unwrap_or(0) >= 3
+        })
+        .await
+    );
+    let row = get(&app, &location).await;
+    assert_eq!(row["state"], "pending", "{row:#}");
+    assert!(
+        row["last_error"].as_str().unwrap().contains("EHR"),
+        "{row:#}"
+    );
+    assert_eq!(count(&app, "SELECT count(*) FROM evaluation").await, 0);
+    assert!(receiver.received().is_empty());
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("lrt_subscription_evaluations_total{outcome=\"retry\"}"),
+        "{metrics}"
+    );
+
+    // Back: the next attempt evaluates and pages, once.
+    gate.up().await;
+    let row = done(&app, &location).await;
+    assert!(row["attempts"].as_i64().unwrap() >= 4, "{row:#}");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            receiver.received().len() == 1
+        })
+        .await
+    );
+    settled(&app).await;
+    assert_eq!(receiver.received().len(), 1);
+    let page = &receiver.received()[0].body;
+    assert!(
+        page["reasons"].to_string().contains("ECMO_ELIGIBLE"),
+        "{page:#}"
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM evaluation WHERE role = 'active'"
+        )
+        .await,
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

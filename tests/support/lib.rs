@@ -5,6 +5,7 @@
 
 pub mod cds_client;
 pub mod fhir_server;
+pub mod gate;
 pub mod pager;
 pub mod service;
 pub mod synthetic;

@@ -110,6 +110,8 @@ pub struct EhrConfig {
     /// notification endpoint answers 401 to every call.
     pub subscription_secret_file: Option<PathBuf>,
     pub subscription_secret_env: Option<String>,
+    /// The worker that evaluates stored Subscription notifications (`[ehr.inbox]`).
+    pub inbox: super::inbox::InboxConfig,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -263,6 +265,10 @@ impl Config {
             }
         }
         self.paging.check().map_err(ConfigError::Invalid)?;
+        self.ehr
+            .inbox
+            .check(self.limits.fhir_timeout())
+            .map_err(ConfigError::Invalid)?;
         if self.limits.body_bytes == 0 || self.limits.request_timeout_ms == 0 {
             return Err(ConfigError::Invalid("limits must be positive".into()));
         }
@@ -305,5 +311,21 @@ mod tests {
         );
         c.quality_issuers = vec!["https://ehr-a.example".into()];
         assert!(c.check().is_ok(), "{:?}", c.check());
+    }
+
+    /// The example configuration of `deploy/` is a configuration this version accepts (every
+    /// key known, every value checked), so that a copy of it starts.
+    #[test]
+    fn the_example_configuration_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/lrt.example.toml");
+        let config: Config = Figment::new()
+            .merge(Toml::file(&path))
+            .extract()
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        config
+            .check()
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(config.ehr.inbox.worker);
+        assert_eq!(config.ehr.inbox.horizon_s, 6 * 3600);
     }
 }

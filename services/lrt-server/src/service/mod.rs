@@ -14,6 +14,7 @@ pub mod config;
 pub mod edges;
 pub mod error;
 pub mod evaluate;
+pub mod inbox;
 pub mod paging;
 pub mod routes;
 pub mod state;
@@ -74,8 +75,9 @@ impl App {
         Ok(App { state, router })
     }
 
-    /// Serves (and, with paging configured, runs the page dispatcher) until `shutdown`
-    /// resolves, then drains in-flight requests and deliveries.
+    /// Serves (and, with paging configured, runs the page dispatcher; with an `[ehr]`, the
+    /// Subscription inbox worker) until `shutdown` resolves, then drains in-flight requests,
+    /// deliveries and evaluations.
     pub async fn serve(
         self,
         listener: TcpListener,
@@ -94,8 +96,10 @@ impl App {
             .filter(|p| p.config.dispatcher)
             .map(|pager| {
                 let d = paging::dispatch::Dispatcher::new(self.state.pool.clone(), pager);
-                tokio::spawn(d.run(stopped))
+                tokio::spawn(d.run(stopped.clone()))
             });
+        let inbox_worker = (self.state.ehr.is_some() && self.state.config.ehr.inbox.worker)
+            .then(|| tokio::spawn(inbox::worker::Worker::new(self.state.clone()).run(stopped)));
         let served = axum::serve(
             listener,
             self.router
@@ -109,6 +113,9 @@ impl App {
         if let Some(d) = dispatcher {
             let _ = d.await;
         }
+        if let Some(w) = inbox_worker {
+            let _ = w.await;
+        }
         served
     }
 }
@@ -121,6 +128,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::hooks::routes())
         .merge(routes::api::routes())
         .merge(routes::pages::routes())
+        .merge(routes::notifications::routes())
         .merge(routes::subscription::routes())
         .merge(routes::health::routes())
         .fallback(routes::not_found)

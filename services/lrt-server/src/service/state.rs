@@ -43,6 +43,8 @@ pub struct AppState {
     pub pager: Option<super::paging::Pager>,
     /// The EHR's FHIR server for evaluations without a CDS Hooks call.
     pub ehr: Option<Arc<Ehr>>,
+    /// Wakes this process's Subscription inbox worker when a notification is stored.
+    pub inbox_wake: Arc<tokio::sync::Notify>,
     pub started: Instant,
 }
 
@@ -207,6 +209,7 @@ impl AppState {
             dashboard: Arc::new(dashboard),
             pager,
             ehr,
+            inbox_wake: Arc::new(tokio::sync::Notify::new()),
             config: Arc::new(config),
             pool,
             rules,

@@ -1,11 +1,13 @@
 //! Routes grouped by resource: [`hooks`] (CDS Hooks discovery, calls and feedback), [`api`]
 //! (`/api/v1`: evaluations and rule sets for the quality dashboard), [`pages`] (`/api/v1/pages`:
-//! the LRT consult pages), [`subscription`] (FHIR Subscription notifications), [`health`] (liveness,
+//! the LRT consult pages), [`subscription`] (FHIR Subscription notifications) and
+//! [`notifications`] (their inbox on `/api/v1`), [`health`] (liveness,
 //! readiness, metrics, the OpenAPI document).
 
 pub mod api;
 pub mod health;
 pub mod hooks;
+pub mod notifications;
 pub mod pages;
 pub mod subscription;
 
@@ -53,6 +55,16 @@ pub fn route_label(path: &str) -> &'static str {
         (Some("api"), Some("v1"), Some("evaluations"), Some(_)) => "/api/v1/evaluations/{id}",
         (Some("api"), Some("v1"), Some("rulesets"), _) => "/api/v1/rulesets",
         (Some("api"), Some("v1"), Some("pages"), None) => "/api/v1/pages",
+        (Some("api"), Some("v1"), Some("subscription-notifications"), None) => {
+            "/api/v1/subscription-notifications"
+        }
+        (Some("api"), Some("v1"), Some("subscription-notifications"), Some(_)) => {
+            if path.trim_end_matches('/').ends_with("/retry") {
+                "/api/v1/subscription-notifications/{id}/retry"
+            } else {
+                "/api/v1/subscription-notifications/{id}"
+            }
+        }
         (Some("api"), Some("v1"), Some("pages"), Some(_)) => {
             match path.trim_matches('/').rsplit('/').next() {
                 Some("acknowledge") => "/api/v1/pages/{id}/acknowledge",

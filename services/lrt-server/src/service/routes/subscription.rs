@@ -4,23 +4,28 @@
 //! The EHR's Subscription sends the configured shared secret in its `channel.header`
 //! (`Authorization: Bearer <secret>`, compared in constant time; 401 otherwise). The body is a
 //! notification Bundle (R4 or the Subscriptions Backport, full-resource or id-only) or the
-//! resource itself; see [`lrt_fhir::subscription`]. For every patient it names, the patient's
-//! data is read from the EHR, evaluated, stored and paged (see [`crate::service::evaluate`]);
-//! the answer (200) comes after everything is committed, so an acknowledged notification is
-//! never lost, and a repeated one (same resources, same versions) evaluates and pages nothing.
+//! resource itself; see [`lrt_fhir::subscription`]. Its focus is stored in the inbox and the
+//! answer is **202** (`Location`: the notification in `/api/v1/subscription-notifications`)
+//! before the EHR is read: an acknowledged notification is never lost, even while the EHR's
+//! FHIR server is down (R4 rest-hook senders need not retry). The inbox worker then reads,
+//! evaluates, stores and pages, with retries (see [`crate::service::inbox`]). A repeated
+//! notification (same resources, same versions) answers its first row and evaluates nothing
+//! again; a heartbeat (no focus) answers 200.
 
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use lrt_fhir::subscription::{Focus, notification_focus, patient_id};
-use serde_json::{Value, json};
+use lrt_fhir::subscription::notification_focus;
+use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::service::error::ApiError;
-use crate::service::evaluate::{self, Origin};
+use crate::service::inbox;
 use crate::service::state::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -49,7 +54,7 @@ async fn notify(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     if !authorised(&state, &headers) {
         metrics::counter!("lrt_subscription_rejections_total").increment(1);
         return Err(ApiError::Unauthorized);
@@ -58,76 +63,18 @@ async fn notify(
         .map_err(|_| ApiError::BadRequest("the notification is not UTF-8 text".into()))?;
     let focus =
         notification_focus(text).map_err(|e| ApiError::BadRequest(format!("notification: {e}")))?;
-    let mut per_patient: Vec<(String, Vec<Focus>)> = Vec::new();
-    for f in focus {
-        let patient = match &f.patient {
-            Some(p) => p.clone(),
-            None => match patient_of(&state, &f.reference).await? {
-                Some(p) => p,
-                None => continue,
-            },
-        };
-        match per_patient.iter_mut().find(|(p, _)| *p == patient) {
-            Some((_, list)) => list.push(f),
-            None => per_patient.push((patient, vec![f])),
-        }
-    }
-    let mut outcomes = Vec::with_capacity(per_patient.len());
-    for (patient, items) in per_patient {
-        let mut refs: Vec<String> = items
-            .iter()
-            .map(|f| format!("{}@{}", f.reference, f.version.as_deref().unwrap_or("")))
-            .collect();
-        refs.sort();
-        let key = hex(&Sha256::digest(
-            format!("{patient}|{}", refs.join("|")).as_bytes(),
-        ));
-        let outcome = evaluate::run(
-            &state,
-            evaluate::Request {
-                origin: Origin::Subscription,
-                key,
-                patient,
-                encounter: items.iter().find_map(|f| f.encounter.clone()),
-                client: None,
-            },
-        )
-        .await?;
-        outcomes.push(outcome);
-    }
-    metrics::counter!("lrt_subscription_notifications_total").increment(1);
-    Ok(Json(json!({ "evaluations": outcomes })))
-}
-
-/// The patient of an id-only focus, read from the EHR (only references on the EHR's server).
-async fn patient_of(state: &AppState, reference: &str) -> Result<Option<String>, ApiError> {
-    let Some(ehr) = &state.ehr else {
-        return Ok(None);
+    let receipt = inbox::receive(&state, focus).await?;
+    let Some(id) = receipt.notification_id else {
+        // A heartbeat or handshake: nothing to evaluate.
+        metrics::counter!("lrt_subscription_notifications_total", "outcome" => "empty")
+            .increment(1);
+        return Ok((StatusCode::OK, Json(json!(receipt))).into_response());
     };
-    let relative = reference
-        .strip_prefix(ehr.client.base().as_str())
-        .unwrap_or(reference);
-    let mut parts = relative.split('/');
-    let (Some(rt), Some(id)) = (parts.next(), parts.next()) else {
-        return Err(ApiError::BadRequest(format!(
-            "focus {reference:?} is not a resource reference"
-        )));
-    };
-    if relative.contains("://") {
-        return Err(ApiError::BadRequest(format!(
-            "focus {reference:?} is not on the configured EHR FHIR server"
-        )));
-    }
-    let payload = ehr.client.read(rt, id).await.map_err(|e| {
-        tracing::warn!(reason = %e.reason(), "subscription focus not readable");
-        ApiError::Unavailable("the notification's resource could not be read from the EHR".into())
-    })?;
-    Ok(payload.resources.iter().find_map(|r| match &r.record {
-        lrt_fhir::read::Record::Observation(o) => o.subject.as_deref().and_then(patient_id),
-        _ => None,
-    }))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let location = format!("/api/v1/subscription-notifications/{id}");
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        Json(json!(receipt)),
+    )
+        .into_response())
 }
