@@ -6,7 +6,7 @@
 //! dropped connection; and the service answers 200 again once the database is back.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use lrt_auth::{AuthConfig, TrustedIssuer};
@@ -82,13 +82,15 @@ async fn postgresql_stopped_under_load_gives_503_never_401_or_500() {
 
     // Four clients call without pause; the database is stopped after 1 s, started after 3 s.
     let stop = Arc::new(AtomicBool::new(false));
+    let refused = Arc::new(AtomicUsize::new(0));
     let mut workers = Vec::new();
     for w in 0..4 {
-        let (http, endpoint, client, stop) = (
+        let (http, endpoint, client, stop, refused) = (
             app.http.clone(),
             endpoint.clone(),
             client.clone(),
             stop.clone(),
+            refused.clone(),
         );
         workers.push(tokio::spawn(async move {
             let mut answers = Vec::new();
@@ -96,7 +98,11 @@ async fn postgresql_stopped_under_load_gives_503_never_401_or_500() {
             while !stop.load(Ordering::SeqCst) {
                 n += 1;
                 let token = client.token(&endpoint);
-                answers.push((Instant::now(), call(&http, &endpoint, token, n).await));
+                let answer = call(&http, &endpoint, token, n).await;
+                if matches!(answer, Answer::Unavailable) {
+                    refused.fetch_add(1, Ordering::SeqCst);
+                }
+                answers.push((Instant::now(), answer));
             }
             answers
         }));
@@ -109,7 +115,14 @@ async fn postgresql_stopped_under_load_gives_503_never_401_or_500() {
     })
     .await
     .unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Down until calls have met it (at least 2 s; longer on a loaded machine, where the calls
+    // in flight at the stop may take a while to fail).
+    let down_since = Instant::now();
+    while down_since.elapsed() < Duration::from_secs(2)
+        || (refused.load(Ordering::SeqCst) == 0 && down_since.elapsed() < Duration::from_secs(20))
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let cluster = tokio::task::spawn_blocking(move || {
         cluster.start_again().expect("pg_ctl start");
         cluster

@@ -8,6 +8,8 @@
 //! the `jti` replay store (PostgreSQL) cannot answer, the token was not judged, and the answer is
 //! 503 with `Retry-After`.
 
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use chrono::{DateTime, Utc};
 use lrt_auth::{FirstUse, ReplayStore, StoreError, VerifiedClient, bearer_token};
@@ -35,18 +37,63 @@ impl ReplayStore for PgReplayStore {
     }
 }
 
-/// The verified caller (`None` when authentication is off for development).
-pub async fn authenticate(
-    state: &AppState,
-    headers: &HeaderMap,
-    audience: &str,
-) -> Result<Option<VerifiedClient>, ApiError> {
-    authenticate_any(state, headers, &[audience]).await
+/// The verified CDS client of a CDS Hooks route, as an extractor. The JWT's `aud` must be the
+/// public URL of the endpoint called: `{public_base_url}/cds-services` for discovery,
+/// `…/cds-services/{id}` for a call, and for feedback `…/{id}/feedback` or the service's URL
+/// (checklist §O). A service id that does not exist has no URL: 404 before any token check.
+/// `None` inside: authentication is off (loopback development).
+pub struct CdsClient(pub Option<VerifiedClient>);
+
+impl FromRequestParts<AppState> for CdsClient {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let base = format!("{}/cds-services", state.config.base());
+        let mut segments = parts.uri.path().trim_matches('/').split('/').skip(1);
+        let audiences = match (segments.next(), segments.next()) {
+            (None, _) => vec![base],
+            (Some(id), rest) => {
+                let service = lrt_hooks::services::find(id)
+                    .ok_or_else(|| ApiError::NotFound(format!("no CDS service {id:?}")))?;
+                let url = format!("{base}/{}", service.id);
+                match rest {
+                    Some("feedback") => vec![format!("{url}/feedback"), url],
+                    _ => vec![url],
+                }
+            }
+        };
+        let audiences: Vec<&str> = audiences.iter().map(String::as_str).collect();
+        verified(state, &parts.headers, &audiences)
+            .await
+            .map(CdsClient)
+    }
 }
 
-/// As [`authenticate`], accepting any of `audiences` (feedback: the feedback URL or the
-/// service URL, checklist §O).
-pub async fn authenticate_any(
+/// The caller of an `/api/v1` route, as an extractor: a JWT whose `aud` is
+/// `{public_base_url}/api/v1`, and whose rows it may see ([`Tenancy`]).
+pub struct ApiCaller {
+    pub client: Option<VerifiedClient>,
+    pub tenancy: Tenancy,
+}
+
+impl FromRequestParts<AppState> for ApiCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let audience = api_audience(state);
+        let client = verified(state, &parts.headers, &[&audience]).await?;
+        let tenancy = Tenancy::of(client.as_ref(), &state.quality_issuers);
+        Ok(ApiCaller { client, tenancy })
+    }
+}
+
+/// The JWT audience of every `/api/v1` route.
+pub fn api_audience(state: &AppState) -> String {
+    format!("{}/api/v1", state.config.base())
+}
+
+/// The verified caller for any of `audiences` (`None` when authentication is off).
+async fn verified(
     state: &AppState,
     headers: &HeaderMap,
     audiences: &[&str],
@@ -121,15 +168,4 @@ impl Tenancy {
             Tenancy::Own { iss, tenant } => (Some(iss), tenant.as_deref()),
         }
     }
-}
-
-/// Authenticates an `/api/v1` call and returns the caller with its [`Tenancy`].
-pub async fn api_caller(
-    state: &AppState,
-    headers: &HeaderMap,
-    audience: &str,
-) -> Result<(Option<VerifiedClient>, Tenancy), ApiError> {
-    let client = authenticate(state, headers, audience).await?;
-    let tenancy = Tenancy::of(client.as_ref(), &state.quality_issuers);
-    Ok((client, tenancy))
 }

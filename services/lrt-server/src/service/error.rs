@@ -109,6 +109,34 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
+/// A CDS Hooks request that does not fit its service: 400.
+impl From<lrt_hooks::model::RequestError> for ApiError {
+    fn from(e: lrt_hooks::model::RequestError) -> Self {
+        ApiError::BadRequest(e.to_string())
+    }
+}
+
+/// Feedback that breaks the CDS Hooks rules: 400.
+impl From<lrt_hooks::model::FeedbackError> for ApiError {
+    fn from(e: lrt_hooks::model::FeedbackError) -> Self {
+        ApiError::BadRequest(e.to_string())
+    }
+}
+
+/// A query string that does not parse (unknown or malformed parameter): 400.
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(e: axum::extract::rejection::QueryRejection) -> Self {
+        ApiError::BadRequest(e.body_text())
+    }
+}
+
+/// Required prefetch data that could not be obtained: 412 (CDS Hooks §D).
+impl From<lrt_hooks::prefetch::PrefetchError> for ApiError {
+    fn from(e: lrt_hooks::prefetch::PrefetchError) -> Self {
+        ApiError::PreconditionFailed(e.to_string())
+    }
+}
+
 /// An `OperationOutcome` with one issue.
 pub fn operation_outcome(severity: &str, code: &str, diagnostics: &str) -> serde_json::Value {
     json!({

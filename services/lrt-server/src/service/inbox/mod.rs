@@ -8,7 +8,7 @@
 //! * **Evaluate** ([`worker`]): every `lrt serve` replica with an `[ehr]` runs a worker that
 //!   claims due rows with `FOR UPDATE SKIP LOCKED` and a lease, and evaluates each
 //!   ([`evaluate_notification`]: the patient of an id-only focus is read from the EHR, then one
-//!   evaluation per patient through [`crate::service::evaluate`], stored and paged in its own
+//!   evaluation per patient through [`crate::service::pipeline`], stored and paged in its own
 //!   transaction, idempotent per patient and focus). A failure that may pass (the EHR's FHIR
 //!   server or PostgreSQL unavailable) is retried with exponential backoff and jitter until
 //!   the horizon; a notification that can never be evaluated (its resource or patient not on
@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
-use super::evaluate::{self, Origin};
+use super::pipeline::ehr::{self, Origin};
 use super::state::AppState;
 
 /// `[ehr.inbox]` of the configuration: the Subscription notification worker.
@@ -225,7 +225,7 @@ fn valid_id(id: &str) -> bool {
 pub async fn evaluate_notification(
     state: &AppState,
     focus: &[StoredFocus],
-) -> Result<Vec<evaluate::Outcome>, ApiError> {
+) -> Result<Vec<ehr::Outcome>, ApiError> {
     let mut per_patient: Vec<(String, Vec<&StoredFocus>)> = Vec::new();
     for f in focus {
         let patient = match &f.patient {
@@ -248,9 +248,9 @@ pub async fn evaluate_notification(
             format!("{patient}|{}", refs.join("|")).as_bytes(),
         ));
         outcomes.push(
-            evaluate::run(
+            ehr::run(
                 state,
-                evaluate::Request {
+                ehr::Request {
                     origin: Origin::Subscription,
                     key,
                     patient,

@@ -15,9 +15,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::service::auth::{api_caller, authenticate};
+use crate::service::auth::ApiCaller;
 use crate::service::error::ApiError;
-use crate::service::routes::{api_audience, list_limit, one_of};
+use crate::service::routes::{list_limit, one_of};
 use crate::service::state::AppState;
 use crate::service::store;
 
@@ -38,11 +38,10 @@ struct ListQuery {
 
 async fn list(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    ApiCaller { tenancy, .. }: ApiCaller,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, tenancy) = api_caller(&state, &headers, &api_audience(&state)).await?;
-    let Query(q) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let Query(q) = query?;
     one_of("role", q.role.as_deref(), &["active", "shadow"])?;
     let limit = list_limit(q.limit)?;
     let rows = store::evaluations(
@@ -61,10 +60,10 @@ async fn list(
 /// An `Idempotency-Key` header makes a retry return the first evaluation and page no one.
 async fn create(
     State(state): State<AppState>,
+    ApiCaller { client, .. }: ApiCaller,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let client = authenticate(&state, &headers, &api_audience(&state)).await?;
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Body {
@@ -99,10 +98,10 @@ async fn create(
             .to_string(),
         None => Uuid::new_v4().to_string(),
     };
-    let outcome = crate::service::evaluate::run(
+    let outcome = crate::service::pipeline::ehr::run(
         &state,
-        crate::service::evaluate::Request {
-            origin: crate::service::evaluate::Origin::Api,
+        crate::service::pipeline::ehr::Request {
+            origin: crate::service::pipeline::ehr::Origin::Api,
             key,
             patient,
             encounter: b
@@ -119,10 +118,9 @@ async fn create(
 
 async fn one(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    ApiCaller { tenancy, .. }: ApiCaller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, tenancy) = api_caller(&state, &headers, &api_audience(&state)).await?;
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound("no such evaluation".into()))?;
     let (row, snapshot, assessment, response) = store::evaluation(&state.pool, id, &tenancy)
         .await?
@@ -138,9 +136,8 @@ async fn one(
 
 async fn rulesets(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _caller: ApiCaller,
 ) -> Result<Json<Value>, ApiError> {
-    authenticate(&state, &headers, &api_audience(&state)).await?;
     let describe = |r: &lrt_engine::RuleSet| json!({"label": r.label(), "sha256": r.sha256});
     Ok(Json(json!({
         "active": describe(&state.rules),

@@ -13,11 +13,6 @@ pub mod subscription;
 
 use super::error::ApiError;
 
-/// The JWT audience of every `/api/v1` route.
-pub fn api_audience(state: &super::state::AppState) -> String {
-    format!("{}/api/v1", state.config.base())
-}
-
 /// A list's `limit` query parameter: 1 to 1000, 100 when absent.
 pub fn list_limit(limit: Option<i64>) -> Result<i64, ApiError> {
     let limit = limit.unwrap_or(100);

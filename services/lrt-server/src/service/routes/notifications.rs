@@ -9,16 +9,15 @@ use std::time::Duration;
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::service::auth::{Tenancy, api_caller};
+use crate::service::auth::{ApiCaller, Tenancy};
 use crate::service::error::ApiError;
 use crate::service::inbox::store;
-use crate::service::routes::{api_audience, list_limit, one_of};
+use crate::service::routes::{list_limit, one_of};
 use crate::service::state::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -37,11 +36,10 @@ struct ListQuery {
 
 async fn list(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    ApiCaller { tenancy, .. }: ApiCaller,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, tenancy) = api_caller(&state, &headers, &api_audience(&state)).await?;
-    let Query(q) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let Query(q) = query?;
     one_of("state", q.state.as_deref(), &["pending", "done", "dead"])?;
     let limit = list_limit(q.limit)?;
     let rows = if tenancy == Tenancy::All {
@@ -70,10 +68,9 @@ async fn found(
 
 async fn one(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    ApiCaller { tenancy, .. }: ApiCaller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, tenancy) = api_caller(&state, &headers, &api_audience(&state)).await?;
     let row = found(&state, &id, &tenancy).await?;
     Ok(Json(serde_json::to_value(row).map_err(ApiError::internal)?))
 }
@@ -81,10 +78,9 @@ async fn one(
 /// Puts a dead notification back in the inbox, due now, with a new horizon.
 async fn retry(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    ApiCaller { tenancy, .. }: ApiCaller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, tenancy) = api_caller(&state, &headers, &api_audience(&state)).await?;
     let row = found(&state, &id, &tenancy).await?;
     let horizon = Duration::from_secs(state.config.ehr.inbox.horizon_s);
     if !store::retry_dead(&state.pool, row.id, horizon).await? {

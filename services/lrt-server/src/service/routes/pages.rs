@@ -9,16 +9,15 @@ use std::time::Duration;
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::service::auth::{Tenancy, api_caller};
+use crate::service::auth::{ApiCaller, Tenancy};
 use crate::service::error::ApiError;
 use crate::service::paging::outbox;
-use crate::service::routes::{api_audience, list_limit, one_of};
+use crate::service::routes::{list_limit, one_of};
 use crate::service::state::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -39,11 +38,10 @@ struct ListQuery {
 
 async fn list(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    ApiCaller { tenancy, .. }: ApiCaller,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, tenancy) = api_caller(&state, &headers, &api_audience(&state)).await?;
-    let Query(q) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let Query(q) = query?;
     one_of(
         "state",
         q.state.as_deref(),
@@ -67,10 +65,9 @@ fn page_id(id: &str) -> Result<Uuid, ApiError> {
 
 async fn one(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    ApiCaller { tenancy, .. }: ApiCaller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, tenancy) = api_caller(&state, &headers, &api_audience(&state)).await?;
     found(&state, page_id(&id)?, &tenancy).await
 }
 
@@ -86,10 +83,9 @@ async fn found(state: &AppState, id: Uuid, tenancy: &Tenancy) -> Result<Json<Val
 /// Marks the page as acknowledged by the caller (the JWT's `sub`); idempotent.
 async fn acknowledge(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    ApiCaller { client, tenancy }: ApiCaller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let (client, tenancy) = api_caller(&state, &headers, &api_audience(&state)).await?;
     let id = page_id(&id)?;
     // Another tenant's page is not found (checked before anything changes).
     if outbox::page(&state.pool, id, &tenancy).await?.is_none() {
@@ -107,10 +103,9 @@ async fn acknowledge(
 /// Puts the page's dead-lettered deliveries back in the outbox, due now, with a new horizon.
 async fn retry(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    ApiCaller { tenancy, .. }: ApiCaller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let (_, tenancy) = api_caller(&state, &headers, &api_audience(&state)).await?;
     let id = page_id(&id)?;
     let page = outbox::page(&state.pool, id, &tenancy)
         .await?

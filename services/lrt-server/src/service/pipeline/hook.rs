@@ -1,0 +1,210 @@
+//! A CDS Hooks call through the pipeline: the request parsed once into a [`ValidCall`], a
+//! stored evaluation of the same `hookInstance` returned as it was (another patient or service:
+//! 409), the prefetch resolved with the FHIR fallback (required data unavailable: 412), then
+//! the engine, the cards, and one transaction.
+
+use std::time::Instant;
+
+use axum::http::{HeaderMap, header};
+use chrono::Utc;
+use lrt_hooks::cards::{CardInput, evaluation_id, respond};
+use lrt_hooks::model::HookRequest;
+use lrt_hooks::prefetch::{KeySource, PrefetchError, resolve};
+use lrt_hooks::services::Service;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::{Answer, Call, Committed, commit};
+use crate::service::config::EvaluationTime;
+use crate::service::error::ApiError;
+use crate::service::state::AppState;
+use crate::service::store::{self, StoredCall};
+
+/// A CDS Hooks request that has been read and checked against its service.
+pub struct ValidCall {
+    pub service: &'static Service,
+    pub request: HookRequest,
+    pub hook_instance: Uuid,
+    pub patient: String,
+}
+
+/// What is known of a call even when it fails (for its `hook_call` row).
+#[derive(Debug, Default)]
+pub struct CallFacts {
+    pub hook: Option<String>,
+    pub hook_instance: Option<String>,
+    pub evaluation_id: Option<Uuid>,
+}
+
+impl ValidCall {
+    /// Reads the body (JSON only: 415) and checks it against `service` (400).
+    pub fn parse(
+        service: &'static Service,
+        headers: &HeaderMap,
+        body: &[u8],
+        facts: &mut CallFacts,
+    ) -> Result<ValidCall, ApiError> {
+        if !is_json(headers) {
+            return Err(ApiError::UnsupportedMediaType(
+                "the request body must be application/json".into(),
+            ));
+        }
+        let request = lrt_fhir::cpu_bound(|| HookRequest::from_slice(body))?;
+        facts.hook = request.hook.clone();
+        facts.hook_instance = request.hook_instance.clone();
+        request.validate(service)?;
+        let hook_instance = request
+            .hook_instance_uuid()
+            .ok_or_else(|| ApiError::BadRequest("hookInstance is not a UUID".into()))?;
+        let patient = request
+            .patient_id()
+            .ok_or_else(|| ApiError::BadRequest("context.patientId is missing".into()))?
+            .to_string();
+        Ok(ValidCall {
+            service,
+            request,
+            hook_instance,
+            patient,
+        })
+    }
+}
+
+/// Whether the request's media type is JSON (`application/json` or `application/*+json`).
+pub fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|m| {
+            let m = m.trim().to_ascii_lowercase();
+            m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
+        })
+        .unwrap_or(false)
+}
+
+/// Answers a valid call: the stored answer of a retried `hookInstance`, or a new evaluation.
+#[tracing::instrument(name = "pipeline.hook", skip_all, fields(service = call.service.id))]
+pub async fn run(
+    state: &AppState,
+    call: ValidCall,
+    client: Option<lrt_auth::VerifiedClient>,
+    started: Instant,
+    facts: &mut CallFacts,
+) -> Result<Value, ApiError> {
+    let ValidCall {
+        service,
+        request,
+        hook_instance,
+        patient,
+    } = call;
+    let hook_instance_text = hook_instance.hyphenated().to_string();
+    // A retried call gets the stored answer; a reused hookInstance for another call is a conflict.
+    if let Some(stored) = store::find_call(&state.pool, &hook_instance_text).await? {
+        facts.evaluation_id = Some(stored.id);
+        return replay(stored, service, &patient);
+    }
+    let call_time = Utc::now();
+    let window_end = match state.config.evaluation_time {
+        EvaluationTime::Call => Some(call_time),
+        EvaluationTime::NewestBloodGas => None,
+    };
+    let resolved = resolve_prefetch(state, service, &request, window_end).await?;
+    let sources = serde_json::to_value(&resolved.sources).map_err(ApiError::internal)?;
+    let meta = Call {
+        hook_instance: hook_instance_text,
+        service_id: service.id.to_string(),
+        hook: service.hook.name().to_string(),
+        patient: patient.clone(),
+        encounter: request.context_str("encounterId").map(str::to_string),
+        fhir_server: request.fhir_server.as_ref().map(|u| u.to_string()),
+        client,
+        sources,
+        call_time,
+        started,
+    };
+    let id = evaluation_id(hook_instance, service.id);
+    facts.evaluation_id = Some(id);
+    let (evaluated, response) = meta.evaluate(
+        state,
+        id,
+        |rules, now| resolved.snapshot(rules, &patient, now),
+        |rules, run, id| cards(state, service, &request, rules, run, id),
+    )?;
+    match commit(state, &meta, evaluated).await? {
+        Committed::New { .. } => Ok(response),
+        Committed::Existing(stored) => replay(stored, service, &patient),
+    }
+}
+
+#[tracing::instrument(name = "pipeline.prefetch", skip_all)]
+async fn resolve_prefetch(
+    state: &AppState,
+    service: &Service,
+    request: &HookRequest,
+    window_end: Option<chrono::DateTime<Utc>>,
+) -> Result<lrt_hooks::prefetch::Resolved, ApiError> {
+    let fetch_started = Instant::now();
+    let resolved = resolve(request, &state.plan, &state.prefetch, window_end)
+        .await
+        .inspect_err(|e| match e {
+            PrefetchError::Required { .. } => {
+                metrics::counter!("lrt_prefetch_unavailable_total", "service" => service.id)
+                    .increment(1);
+            }
+        })?;
+    if resolved
+        .sources
+        .values()
+        .any(|s| matches!(s, KeySource::Fetched { .. }))
+    {
+        metrics::histogram!("lrt_fhir_fallback_seconds", "service" => service.id)
+            .record(fetch_started.elapsed().as_secs_f64());
+    }
+    Ok(resolved)
+}
+
+/// The stored answer of a hookInstance, if it was the same call.
+fn replay(stored: StoredCall, service: &Service, patient: &str) -> Result<Value, ApiError> {
+    if stored.service_id != service.id || stored.patient_id != patient {
+        return Err(ApiError::Conflict(
+            "this hookInstance was already used for another service or patient".into(),
+        ));
+    }
+    Ok(stored.response)
+}
+
+/// The cards of one rule set's run, and their uuids.
+fn cards(
+    state: &AppState,
+    service: &Service,
+    request: &HookRequest,
+    rules: &lrt_engine::RuleSet,
+    run: &super::Run,
+    evaluation: Uuid,
+) -> Result<Answer, ApiError> {
+    let input = CardInput {
+        service,
+        request,
+        rules,
+        text: &state.card_text,
+        snapshot: Some(&run.snapshot),
+        evaluation_id: evaluation,
+        dashboard: &state.dashboard,
+        order_codes: &state.order_codes,
+    };
+    let typed = respond(&input, &run.assessment);
+    let card_uuids = typed.cards.iter().filter_map(|c| c.uuid).collect();
+    let response = serde_json::to_value(&typed).map_err(ApiError::internal)?;
+    if cfg!(debug_assertions) {
+        let violations = lrt_hooks::validate::validate_response(&response);
+        if !violations.is_empty() {
+            return Err(ApiError::internal(format!(
+                "the response breaks CDS Hooks rules: {violations:?}"
+            )));
+        }
+    }
+    Ok(Answer {
+        response,
+        card_uuids,
+    })
+}
