@@ -1144,3 +1144,86 @@ async fn the_replay_store_down_is_503_not_401() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body, Value::Null);
 }
+
+/// Issue 9: one commit per call. A call's token `jti`, its evaluations and its `hook_call` row
+/// are written together; a replayed `jti` answers 401 and stores nothing, whether it comes with
+/// a new `hookInstance`, the same one, or a body that would be refused (400).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_commits_its_jti_evaluations_and_row_together_and_a_replay_stores_nothing() {
+    let s = setup().await;
+    let count = |sql: &'static str| {
+        let pool = s.app.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let request = mimic_request("mimic-10037975");
+    let token = s.client.token(&s.aud(PV));
+    let (status, _) = s.post_with(PV, &request, Some(&token)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        count("SELECT count(*) FROM evaluation WHERE role = 'active'").await,
+        1
+    );
+    assert_eq!(count("SELECT count(*) FROM hook_call").await, 1);
+    assert_eq!(count("SELECT count(*) FROM jwt_replay").await, 1);
+    let (id, row_evaluation): (uuid::Uuid, Option<uuid::Uuid>) = sqlx::query_as(
+        "SELECT e.id, c.evaluation_id FROM evaluation e, hook_call c WHERE e.role = 'active'",
+    )
+    .fetch_one(&s.app.pool)
+    .await
+    .unwrap();
+    assert_eq!(Some(id), row_evaluation, "the row names its evaluation");
+
+    // The same token with a new hookInstance, with the same one, and with a bad body: 401.
+    let mut again = request.clone();
+    again["hookInstance"] = json!(uuid::Uuid::new_v4().to_string());
+    let mut bad = request.clone();
+    bad["hookInstance"] = json!("not-a-uuid");
+    for body in [&again, &request, &bad] {
+        let (status, answer) = s.post_with(PV, body, Some(&token)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
+    }
+    assert_eq!(
+        count("SELECT count(*) FROM evaluation WHERE role = 'active'").await,
+        1
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM hook_call").await,
+        1,
+        "401s are not written"
+    );
+
+    // A fresh token with a bad body: 400; its jti is spent (the same token again is 401) and
+    // its row is written after the answer.
+    let token = s.client.token(&s.aud(PV));
+    let (status, _) = s.post_with(PV, &bad, Some(&token)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = s.post_with(PV, &request, Some(&token)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a jti spent on a 400");
+    let mut rows = 0;
+    for _ in 0..50 {
+        rows = count("SELECT count(*) FROM hook_call WHERE status = 400").await;
+        if rows == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(rows, 1, "the 400 call's row");
+
+    // A retry of the first call with a fresh token: the stored cards, one more row, no new
+    // evaluation.
+    let (status, _) = s.post(PV, &request).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        count("SELECT count(*) FROM evaluation WHERE role = 'active'").await,
+        1
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM hook_call WHERE status = 200").await,
+        2
+    );
+}

@@ -357,7 +357,7 @@ impl Verifier {
         client: &VerifiedClient,
         store: &S,
     ) -> Result<(), Rejection> {
-        let keep_until = client.exp + chrono::Duration::seconds(self.clock_skew);
+        let keep_until = self.replay_until(client);
         match store.first_use(&client.iss, &client.jti, keep_until).await {
             Ok(true) => Ok(()),
             Ok(false) => Err(Rejection::Replayed),
@@ -366,6 +366,13 @@ impl Verifier {
                 Err(Rejection::ReplayStoreUnavailable)
             }
         }
+    }
+
+    /// How long a replay store must keep the `jti` of `client`: until `exp` plus the clock skew
+    /// (a token is accepted up to that instant). For callers that record the `jti` themselves,
+    /// e.g. in the transaction that stores what the call did.
+    pub fn replay_until(&self, client: &VerifiedClient) -> DateTime<Utc> {
+        client.exp + chrono::Duration::seconds(self.clock_skew)
     }
 
     /// [`Verifier::verify`], then [`Verifier::record`]: what a CDS Hooks call needs.

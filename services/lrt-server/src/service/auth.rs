@@ -69,6 +69,61 @@ impl FromRequestParts<AppState> for CdsClient {
     }
 }
 
+/// The verified CDS client of a CDS Hooks *call*, as an extractor: as [`CdsClient`], except
+/// that the token's `jti` is not recorded yet. The pipeline records it in the transaction that
+/// stores the call's evaluations (one commit per call, issue 9), or, when the call stores
+/// nothing, in one statement before answering; a `jti` already used then answers 401 and
+/// stores nothing.
+pub struct HookCaller {
+    pub client: Option<VerifiedClient>,
+    /// The `jti` to record (None: authentication is off).
+    pub jti: Option<store::Jti>,
+}
+
+impl FromRequestParts<AppState> for HookCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let mut segments = parts.uri.path().trim_matches('/').split('/').skip(1);
+        let id = segments.next().unwrap_or_default();
+        let service = lrt_hooks::services::find(id)
+            .ok_or_else(|| ApiError::NotFound(format!("no CDS service {id:?}")))?;
+        let audience = format!("{}/cds-services/{}", state.config.base(), service.id);
+        let verifier = match &*state.auth {
+            Auth::InsecureNone => {
+                return Ok(HookCaller {
+                    client: None,
+                    jti: None,
+                });
+            }
+            Auth::Jwt(v) => v,
+        };
+        let client = check_token(verifier, &parts.headers, &[&audience]).await?;
+        let jti = store::Jti {
+            iss: client.iss.clone(),
+            jti: client.jti.clone(),
+            keep_until: verifier.replay_until(&client),
+        };
+        Ok(HookCaller {
+            client: Some(client),
+            jti: Some(jti),
+        })
+    }
+}
+
+/// A `jti` found already used when the call's transaction recorded it: 401, counted like the
+/// other rejections.
+pub fn replayed_jti() -> ApiError {
+    refused(lrt_auth::Rejection::Replayed)
+}
+
+/// The replay store failed while recording a call's `jti`: the token was not judged (503 with
+/// `Retry-After`, fail closed), as when the extractors record it.
+pub fn replay_store_failed(error: sqlx::Error) -> ApiError {
+    tracing::warn!(%error, "replay store failed: token refused");
+    refused(lrt_auth::Rejection::ReplayStoreUnavailable)
+}
+
 /// The caller of an `/api/v1` route, as an extractor: a JWT whose `aud` is
 /// `{public_base_url}/api/v1`, and whose rows it may see ([`Tenancy`]).
 pub struct ApiCaller {
@@ -92,7 +147,8 @@ pub fn api_audience(state: &AppState) -> String {
     format!("{}/api/v1", state.config.base())
 }
 
-/// The verified caller for any of `audiences` (`None` when authentication is off).
+/// The verified caller for any of `audiences`, its `jti` recorded (`None` when authentication
+/// is off).
 async fn verified(
     state: &AppState,
     headers: &HeaderMap,
@@ -102,6 +158,18 @@ async fn verified(
         Auth::InsecureNone => return Ok(None),
         Auth::Jwt(v) => v,
     };
+    let client = check_token(verifier, headers, audiences).await?;
+    let replay = PgReplayStore(state.pool.clone());
+    verifier.record(&client, &replay).await.map_err(refused)?;
+    Ok(Some(client))
+}
+
+/// The token of `headers` checked (signature, claims, audience), its `jti` not recorded.
+async fn check_token(
+    verifier: &lrt_auth::Verifier,
+    headers: &HeaderMap,
+    audiences: &[&str],
+) -> Result<VerifiedClient, ApiError> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -110,27 +178,28 @@ async fn verified(
         metrics::counter!("lrt_jwt_rejections_total", "reason" => "missing").increment(1);
         return Err(ApiError::Unauthorized);
     };
-    let replay = PgReplayStore(state.pool.clone());
-    let verified = match verifier.verify_any_audience(token, audiences).await {
-        Ok(client) => verifier.record(&client, &replay).await.map(|()| client),
-        Err(rejection) => Err(rejection),
-    };
-    match verified {
-        Ok(client) => Ok(Some(client)),
+    verifier
+        .verify_any_audience(token, audiences)
+        .await
+        .map_err(refused)
+}
+
+/// The answer to a refused token: 401 without detail, counted by reason; 503 when the replay
+/// store could not judge it.
+fn refused(rejection: lrt_auth::Rejection) -> ApiError {
+    match rejection {
         // The token may be fine: the service cannot check it now. A client must not believe
         // its credentials are wrong (issue 8): 503 with Retry-After, not 401.
-        Err(lrt_auth::Rejection::ReplayStoreUnavailable) => {
+        lrt_auth::Rejection::ReplayStoreUnavailable => {
             metrics::counter!("lrt_jwt_rejections_total", "reason" => "replay_store_unavailable")
                 .increment(1);
-            Err(ApiError::Unavailable(
-                "the token replay store is unavailable; retry shortly".into(),
-            ))
+            ApiError::Unavailable("the token replay store is unavailable; retry shortly".into())
         }
-        Err(rejection) => {
+        rejection => {
             let reason = rejection.reason();
             metrics::counter!("lrt_jwt_rejections_total", "reason" => reason).increment(1);
             tracing::info!(reason, "JWT rejected");
-            Err(ApiError::Unauthorized)
+            ApiError::Unauthorized
         }
     }
 }

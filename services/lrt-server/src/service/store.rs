@@ -104,36 +104,98 @@ pub enum Stored {
     New { page: Option<Uuid> },
     /// Another call with the same hookInstance stored first: its row.
     Existing(StoredCall),
+    /// The call's token `jti` was used before: nothing stored (the call answers 401).
+    ReplayedJti,
 }
 
-/// Stores the active evaluation and, in the same transaction, the shadow one and the consult
-/// page of `page` (if its triggers were not paged for the patient already: see
-/// [`crate::service::paging`]). A retried hookInstance stores nothing and pages no one.
-pub async fn store_evaluations(
-    pool: &PgPool,
-    active: &NewEvaluation,
-    shadow: Option<&NewEvaluation>,
-    page: Option<&crate::service::paging::PagePlan>,
-) -> Result<Stored, sqlx::Error> {
+/// A token's `jti` to record once (replay protection), kept until `keep_until`.
+#[derive(Debug, Clone)]
+pub struct Jti {
+    pub iss: String,
+    pub jti: String,
+    pub keep_until: DateTime<Utc>,
+}
+
+/// What one commit stores: the `jti` of the call's token, the evaluations, the page and the
+/// call's own row (issue 9: one commit per call).
+pub struct Commit<'a> {
+    pub jti: Option<&'a Jti>,
+    pub active: &'a NewEvaluation,
+    pub shadow: Option<&'a NewEvaluation>,
+    pub page: Option<&'a crate::service::paging::PagePlan>,
+    pub call: Option<&'a CallRecord>,
+}
+
+/// Stores, in one transaction: the call's `jti` (a replay stores nothing), the active
+/// evaluation and the shadow one, the consult page of `page` (if its triggers were not paged
+/// for the patient already: see [`crate::service::paging`]) and the call's row. A retried
+/// hookInstance stores nothing and pages no one ([`Stored::Existing`]: the caller records its
+/// `jti` and row with [`record_call_with_jti`]).
+pub async fn store_evaluations(pool: &PgPool, c: &Commit<'_>) -> Result<Stored, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let inserted = insert(&mut tx, active).await?;
+    if let Some(jti) = c.jti
+        && !insert_jti(&mut tx, jti).await?
+    {
+        tx.rollback().await?;
+        return Ok(Stored::ReplayedJti);
+    }
+    let inserted = insert(&mut tx, c.active).await?;
     if !inserted {
         tx.rollback().await?;
-        return match find_call(pool, &active.hook_instance).await? {
+        return match find_call(pool, &c.active.hook_instance).await? {
             Some(existing) => Ok(Stored::Existing(existing)),
             // The winner's transaction was rolled back between our insert and our read: retry.
-            None => Box::pin(store_evaluations(pool, active, shadow, page)).await,
+            None => Box::pin(store_evaluations(pool, c)).await,
         };
     }
-    if let Some(shadow) = shadow {
+    if let Some(shadow) = c.shadow {
         insert(&mut tx, shadow).await?;
     }
-    let page = match page {
+    let page = match c.page {
         Some(plan) => crate::service::paging::outbox::write_page(&mut tx, plan).await?,
         None => None,
     };
+    if let Some(call) = c.call {
+        insert_call(&mut tx, call).await?;
+    }
     tx.commit().await?;
     Ok(Stored::New { page })
+}
+
+/// Records a call that stores no evaluation: its `jti` and its row, in one transaction.
+/// False: the `jti` was used before (nothing written; the call answers 401).
+pub async fn record_call_with_jti(
+    pool: &PgPool,
+    jti: Option<&Jti>,
+    call: Option<&CallRecord>,
+) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    if let Some(jti) = jti
+        && !insert_jti(&mut tx, jti).await?
+    {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    if let Some(call) = call {
+        insert_call(&mut tx, call).await?;
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Records a `jti` once: false when the issuer used it before (and it has not expired).
+async fn insert_jti(conn: &mut sqlx::PgConnection, j: &Jti) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO jwt_replay (iss, jti, expires_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (iss, jti) DO UPDATE SET expires_at = EXCLUDED.expires_at \
+         WHERE jwt_replay.expires_at < now()",
+    )
+    .bind(&j.iss)
+    .bind(&j.jti)
+    .bind(j.keep_until)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 async fn insert(
@@ -190,6 +252,11 @@ pub struct CallRecord {
 }
 
 pub async fn record_call(pool: &PgPool, c: &CallRecord) -> Result<(), sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    insert_call(&mut conn, c).await
+}
+
+async fn insert_call(conn: &mut sqlx::PgConnection, c: &CallRecord) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO hook_call (service_id, hook, hook_instance, status, error_code, latency_ms, evaluation_id) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -201,7 +268,7 @@ pub async fn record_call(pool: &PgPool, c: &CallRecord) -> Result<(), sqlx::Erro
     .bind(&c.error_code)
     .bind(c.latency_ms)
     .bind(c.evaluation_id)
-    .execute(pool)
+    .execute(conn)
     .await
     .map(|_| ())
 }
@@ -322,17 +389,13 @@ pub async fn first_use_of_jti(
     jti: &str,
     expires_at: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "INSERT INTO jwt_replay (iss, jti, expires_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (iss, jti) DO UPDATE SET expires_at = EXCLUDED.expires_at \
-         WHERE jwt_replay.expires_at < now()",
-    )
-    .bind(iss)
-    .bind(jti)
-    .bind(expires_at)
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    let mut conn = pool.acquire().await?;
+    let jti = Jti {
+        iss: iss.to_string(),
+        jti: jti.to_string(),
+        keep_until: expires_at,
+    };
+    insert_jti(&mut conn, &jti).await
 }
 
 /// Deletes expired replay entries; returns how many.

@@ -129,7 +129,7 @@ pub async fn run(state: &AppState, req: Request) -> Result<Outcome, ApiError> {
         .iter()
         .map(|t| t.code.to_string())
         .collect();
-    match commit(state, &call, evaluated).await? {
+    match commit(state, &call, evaluated, Default::default()).await? {
         Committed::New { page } => Ok(Outcome {
             evaluation_id,
             patient_id: req.patient,

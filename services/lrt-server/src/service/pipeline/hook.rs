@@ -14,7 +14,7 @@ use lrt_hooks::services::Service;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{Answer, Call, Committed, commit};
+use super::{Answer, Call, CallRow, Committed, commit};
 use crate::service::config::EvaluationTime;
 use crate::service::error::ApiError;
 use crate::service::state::AppState;
@@ -83,11 +83,15 @@ pub fn is_json(headers: &HeaderMap) -> bool {
 }
 
 /// Answers a valid call: the stored answer of a retried `hookInstance`, or a new evaluation.
+/// `Ok` means the call is committed: its token's `jti`, its evaluations and page, and its
+/// `hook_call` row, in one transaction. An error commits nothing (the caller records the `jti`
+/// and the row).
 #[tracing::instrument(name = "pipeline.hook", skip_all, fields(service = call.service.id))]
 pub async fn run(
     state: &AppState,
     call: ValidCall,
     client: Option<lrt_auth::VerifiedClient>,
+    jti: Option<&store::Jti>,
     started: Instant,
     facts: &mut CallFacts,
 ) -> Result<Value, ApiError> {
@@ -101,7 +105,7 @@ pub async fn run(
     // A retried call gets the stored answer; a reused hookInstance for another call is a conflict.
     if let Some(stored) = store::find_call(&state.pool, &hook_instance_text).await? {
         facts.evaluation_id = Some(stored.id);
-        return replay(stored, service, &patient);
+        return answer_stored(state, stored, service, &request, &patient, jti, started).await;
     }
     let call_time = Utc::now();
     let window_end = match state.config.evaluation_time {
@@ -130,10 +134,41 @@ pub async fn run(
         |rules, now| resolved.snapshot(rules, &patient, now),
         |rules, run, id| cards(state, service, &request, rules, run, id),
     )?;
-    match commit(state, &meta, evaluated).await? {
+    let row = CallRow { jti, record: true };
+    match commit(state, &meta, evaluated, row).await? {
         Committed::New { .. } => Ok(response),
-        Committed::Existing(stored) => replay(stored, service, &patient),
+        Committed::Existing(stored) => {
+            answer_stored(state, stored, service, &request, &patient, jti, started).await
+        }
     }
+}
+
+/// A retried `hookInstance`: the stored answer (if it is the same call), with this call's
+/// `jti` and row recorded in one transaction.
+async fn answer_stored(
+    state: &AppState,
+    stored: StoredCall,
+    service: &Service,
+    request: &HookRequest,
+    patient: &str,
+    jti: Option<&store::Jti>,
+    started: Instant,
+) -> Result<Value, ApiError> {
+    let id = stored.id;
+    let response = replay(stored, service, patient)?;
+    let row = store::CallRecord {
+        service_id: service.id.to_string(),
+        hook: request.hook.clone(),
+        hook_instance: request.hook_instance.clone(),
+        status: 200,
+        error_code: None,
+        latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+        evaluation_id: Some(id),
+    };
+    if !store::record_call_with_jti(&state.pool, jti, Some(&row)).await? {
+        return Err(crate::service::auth::replayed_jti());
+    }
+    Ok(response)
 }
 
 #[tracing::instrument(name = "pipeline.prefetch", skip_all)]

@@ -75,6 +75,14 @@ pub enum Committed {
     Existing(StoredCall),
 }
 
+/// What else the commit of a CDS Hooks call holds: its token's `jti` and its `hook_call` row.
+#[derive(Default)]
+pub struct CallRow<'a> {
+    pub jti: Option<&'a store::Jti>,
+    /// Write the call's `hook_call` row (CDS Hooks calls only).
+    pub record: bool,
+}
+
 impl Call {
     /// Runs the engine under the active and (if any) shadow rule sets, builds each answer, and
     /// what is stored of each.
@@ -112,6 +120,24 @@ impl Call {
             },
             shown.response,
         ))
+    }
+
+    /// The call's `hook_call` row as answered now.
+    pub fn row(
+        &self,
+        status: u16,
+        error_code: Option<&str>,
+        evaluation_id: Option<Uuid>,
+    ) -> store::CallRecord {
+        store::CallRecord {
+            service_id: self.service_id.clone(),
+            hook: Some(self.hook.clone()),
+            hook_instance: Some(self.hook_instance.clone()),
+            status: status as i16,
+            error_code: error_code.map(str::to_string),
+            latency_ms: self.started.elapsed().as_secs_f64() * 1000.0,
+            evaluation_id,
+        }
     }
 
     /// What is stored of one rule set's evaluation of this call.
@@ -160,6 +186,7 @@ pub async fn commit(
     state: &AppState,
     call: &Call,
     mut evaluated: Evaluated,
+    row: CallRow<'_>,
 ) -> Result<Committed, ApiError> {
     let plan = state.pager.as_ref().and_then(|pager| {
         PagePlan::new(
@@ -174,11 +201,16 @@ pub async fn commit(
         )
     });
     evaluated.active.latency_ms = call.started.elapsed().as_secs_f64() * 1000.0;
+    let record = row.record.then(|| call.row(200, None, Some(evaluated.id)));
     match store::store_evaluations(
         &state.pool,
-        &evaluated.active,
-        evaluated.shadow.as_ref(),
-        plan.as_ref(),
+        &store::Commit {
+            jti: row.jti,
+            active: &evaluated.active,
+            shadow: evaluated.shadow.as_ref(),
+            page: plan.as_ref(),
+            call: record.as_ref(),
+        },
     )
     .await?
     {
@@ -189,6 +221,7 @@ pub async fn commit(
             Ok(Committed::New { page })
         }
         Stored::Existing(stored) => Ok(Committed::Existing(stored)),
+        Stored::ReplayedJti => Err(super::auth::replayed_jti()),
     }
 }
 

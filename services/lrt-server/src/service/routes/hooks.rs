@@ -21,7 +21,7 @@ use lrt_hooks::services;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::service::auth::CdsClient;
+use crate::service::auth::{CdsClient, HookCaller, replay_store_failed, replayed_jti};
 use crate::service::error::ApiError;
 use crate::service::pipeline::hook::{self, CallFacts, ValidCall, is_json};
 use crate::service::state::AppState;
@@ -41,20 +41,38 @@ async fn discovery(State(state): State<AppState>, _client: CdsClient) -> Respons
 async fn call(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    client: Result<CdsClient, ApiError>,
+    caller: Result<HookCaller, ApiError>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let started = Instant::now();
     let mut facts = CallFacts::default();
+    let (client, jti) = match caller {
+        Ok(HookCaller { client, jti }) => (Ok(client), jti),
+        Err(e) => (Err(e), None),
+    };
     let result = async {
-        let CdsClient(client) = client?;
+        let client = client?;
         let service = services::find(&id)
             .ok_or_else(|| ApiError::NotFound(format!("no CDS service {id:?}")))?;
         let valid = ValidCall::parse(service, &headers, &body, &mut facts)?;
-        hook::run(&state, valid, client, started, &mut facts).await
+        hook::run(&state, valid, client, jti.as_ref(), started, &mut facts).await
     }
     .await;
+    // `Ok` is committed with its row and `jti` (one commit per call). An error committed
+    // nothing: its token's `jti` is spent now (a replay answers 401 whatever the body), its
+    // row is written after the answer.
+    let committed = result.is_ok();
+    let result = match (result, &jti) {
+        (Err(e), Some(jti)) if e.status() != StatusCode::UNAUTHORIZED => {
+            match store::first_use_of_jti(&state.pool, &jti.iss, &jti.jti, jti.keep_until).await {
+                Ok(true) => Err(e),
+                Ok(false) => Err(replayed_jti()),
+                Err(db) => Err(replay_store_failed(db)),
+            }
+        }
+        (result, _) => result,
+    };
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     let (response, status, error_code) = match result {
         Ok(body) => (
@@ -78,7 +96,7 @@ async fn call(
         .record(latency_ms / 1000.0);
     // An unauthenticated call is counted (above) but not written: a stranger must not be able
     // to fill the database (2,000 rows in 5 s from one connection, issue 8).
-    if let Some(service_id) = known.filter(|_| status != StatusCode::UNAUTHORIZED) {
+    if let Some(service_id) = known.filter(|_| status != StatusCode::UNAUTHORIZED && !committed) {
         let record = CallRecord {
             service_id: service_id.to_string(),
             hook: facts.hook,
@@ -88,9 +106,13 @@ async fn call(
             latency_ms,
             evaluation_id: facts.evaluation_id,
         };
-        if let Err(e) = store::record_call(&state.pool, &record).await {
-            tracing::warn!(error = %e, "hook_call not recorded");
-        }
+        // After the answer: an error call's row must not hold its response up.
+        let pool = state.pool.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store::record_call(&pool, &record).await {
+                tracing::warn!(error = %e, "hook_call not recorded");
+            }
+        });
     }
     response
 }
