@@ -52,10 +52,11 @@ rules:
 	$(LRT) rules test > /dev/null
 
 ## Benchmarks (criterion): one evaluation of a 50-observation snapshot; a snapshot built from a
-## 5,328-resource Bundle.
+## 5,328-resource Bundle; the JWT signature check (ring, and RustCrypto for comparison).
 bench:
 	$(CARGO) bench -p lrt-engine --bench evaluate
 	$(CARGO) bench -p lrt-fhir --bench snapshot
+	$(CARGO) bench -p lrt-auth --features dev-signer --bench signature
 
 ## Load test of the CDS Hooks service (wrk, real PostgreSQL and FHIR server): the 69 MIMIC
 ## requests with full prefetch, persisted, at 1 and 16 connections.

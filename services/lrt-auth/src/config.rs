@@ -63,15 +63,6 @@ impl JwtAlgorithm {
             _ => None,
         }
     }
-
-    pub(crate) fn to_jsonwebtoken(self) -> jsonwebtoken::Algorithm {
-        match self {
-            JwtAlgorithm::ES256 => jsonwebtoken::Algorithm::ES256,
-            JwtAlgorithm::ES384 => jsonwebtoken::Algorithm::ES384,
-            JwtAlgorithm::RS256 => jsonwebtoken::Algorithm::RS256,
-            JwtAlgorithm::RS384 => jsonwebtoken::Algorithm::RS384,
-        }
-    }
 }
 
 /// The algorithms allowed when an issuer does not list its own: ES384 and RS384 (R205).
