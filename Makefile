@@ -36,12 +36,21 @@ lint:
 tools: $(HFS)
 	@deploy/dev/ensure-postgres.sh
 
+# One install at a time per cache (two checkouts running `make test` at once must not delete
+# each other's build directory): the install runs under a lock and is skipped if another one
+# finished while this one waited.
 $(HFS):
-	@echo "Installing Helios FHIR Server $(HFS_VERSION) into $(HFS_ROOT) (once per machine; about 25 min on 2 cores)..."
-	rm -rf $(HFS_ROOT).partial
+	@mkdir -p $(LRT_TOOLS_CACHE)
+	@flock $(LRT_TOOLS_CACHE)/.hfs-$(HFS_VERSION).lock $(MAKE) --no-print-directory hfs-install
+
+.PHONY: hfs-install
+hfs-install:
+	@if [ -x $(HFS) ]; then exit 0; fi; \
+	echo "Installing Helios FHIR Server $(HFS_VERSION) into $(HFS_ROOT) (once per machine; about 25 min on 2 cores)..."; \
+	rm -rf $(HFS_ROOT).partial && \
 	$(CARGO) install helios-hfs --version $(HFS_VERSION) --no-default-features --features R4,sqlite \
-		--locked --root $(HFS_ROOT).partial --target-dir $(LRT_TOOLS_CACHE)/build-hfs
-	rm -rf $(LRT_TOOLS_CACHE)/build-hfs $(HFS_ROOT)
+		--locked --root $(HFS_ROOT).partial --target-dir $(LRT_TOOLS_CACHE)/build-hfs && \
+	rm -rf $(LRT_TOOLS_CACHE)/build-hfs $(HFS_ROOT) && \
 	mv $(HFS_ROOT).partial $(HFS_ROOT)
 
 unit: tools
