@@ -181,8 +181,17 @@ fn expected_part(message: &str) -> String {
 
 impl HookRequest {
     /// Reads a request body. A syntax error gives its position; a type error names the member
-    /// and what was expected, never the value sent.
+    /// and what was expected, never the value sent. The body is read once on the fast path;
+    /// only a body that fails is read again with path tracking, to explain the 400.
     pub fn from_slice(body: &[u8]) -> Result<HookRequest, RequestError> {
+        match serde_json::from_slice(body) {
+            Ok(request) => Ok(request),
+            Err(_) => Self::explain(body),
+        }
+    }
+
+    /// The error of a body that does not read (path-tracking deserialisation).
+    fn explain(body: &[u8]) -> Result<HookRequest, RequestError> {
         let mut de = serde_json::Deserializer::from_slice(body);
         let parsed: Result<HookRequest, _> = serde_path_to_error::deserialize(&mut de);
         match parsed {

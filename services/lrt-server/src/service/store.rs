@@ -131,6 +131,7 @@ pub struct Commit<'a> {
 /// for the patient already: see [`crate::service::paging`]) and the call's row. A retried
 /// hookInstance stores nothing and pages no one ([`Stored::Existing`]: the caller records its
 /// `jti` and row with [`record_call_with_jti`]).
+#[tracing::instrument(name = "store.commit", skip_all, fields(evaluation = %c.active.id))]
 pub async fn store_evaluations(pool: &PgPool, c: &Commit<'_>) -> Result<Stored, sqlx::Error> {
     let mut tx = pool.begin().await?;
     if let Some(jti) = c.jti

@@ -93,6 +93,8 @@ impl Dispatcher {
     }
 }
 
+/// One step: deliver a claimed page on its channel and record the attempt.
+#[tracing::instrument(name = "page.deliver", skip_all, fields(page = %claimed.page_id, channel = %claimed.channel, attempt = claimed.attempts))]
 async fn deliver_one(pool: &PgPool, pager: &Pager, worker: &str, claimed: Claimed) {
     let started_at = Utc::now();
     let clock = Instant::now();
