@@ -118,6 +118,14 @@ async fn patient_of(state: &AppState, reference: &str) -> Result<Option<String>,
             "focus {reference:?} is not on the configured EHR FHIR server"
         )));
     }
+    if rt.is_empty()
+        || !rt.chars().all(|c| c.is_ascii_alphabetic())
+        || !lrt_hooks::model::is_fhir_id(id)
+    {
+        return Err(ApiError::BadRequest(format!(
+            "focus {reference:?} is not a `Type/id` reference with a FHIR id"
+        )));
+    }
     let payload = ehr.client.read(rt, id).await.map_err(|e| {
         tracing::warn!(reason = %e.reason(), "subscription focus not readable");
         ApiError::Unavailable("the notification's resource could not be read from the EHR".into())
