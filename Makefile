@@ -14,14 +14,20 @@ HFS_ROOT = $(LRT_TOOLS_CACHE)/helios-hfs-$(HFS_VERSION)
 HFS = $(HFS_ROOT)/bin/hfs
 export LRT_HFS_BIN ?= $(abspath $(HFS))
 
-.PHONY: demo test setup tools lint unit rules bench load timings
+# The schema-driven run's Schemathesis, in a virtualenv under the Cargo target directory (made
+# once, and again when tests/schemathesis/requirements.txt changes).
+SCHEMA_REQUIREMENTS = tests/schemathesis/requirements.txt
+SCHEMA_VENV = $(abspath $(or $(CARGO_TARGET_DIR),target))/schemathesis-venv
+
+.PHONY: demo test setup tools lint unit schema rules bench load timings
 
 ## Run the demo: evaluates the knowledge base's worked cases and shows where to look.
 demo: setup tools
 	$(LRT) demo
 
-## Run every test: formatting, lints, unit/integration/CLI tests, rule-set check and cases.
-test: setup lint unit rules
+## Run every test: formatting, lints, unit/integration/CLI tests, the schema-driven run,
+## rule-set check and cases.
+test: setup lint unit schema rules
 
 setup:
 	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust with rustup first" >&2; exit 1; }
@@ -55,6 +61,19 @@ hfs-install:
 
 unit: tools
 	$(CARGO) test --workspace --locked
+
+## The schema-driven run (tests/schema_run.rs): Schemathesis against openapi/openapi.yaml and
+## the real service, fixed seed and budget; no server error, no answer outside the document.
+schema: tools $(SCHEMA_VENV)/.installed
+	env -u LRT_SCHEMA_SEED -u LRT_SCHEMA_MAX_EXAMPLES LRT_SCHEMATHESIS_VENV=$(SCHEMA_VENV) \
+		$(CARGO) test -p lrt-e2e --test schema_run --locked -- --nocapture
+
+$(SCHEMA_VENV)/.installed: $(SCHEMA_REQUIREMENTS)
+	@python3 -c 'import venv, ensurepip' 2>/dev/null || { [ "$$(id -u)" = 0 ] && { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv; } >/dev/null; } || { echo "install Python 3 with venv (Debian: apt-get install python3-venv)" >&2; exit 1; }
+	rm -rf $(SCHEMA_VENV)
+	python3 -m venv $(SCHEMA_VENV)
+	$(SCHEMA_VENV)/bin/pip install --quiet --disable-pip-version-check -r $(SCHEMA_REQUIREMENTS)
+	touch $@
 
 rules:
 	$(LRT) rules check > /dev/null

@@ -536,6 +536,28 @@ async fn a_subscription_notification_of_a_new_blood_gas_evaluates_stores_and_pag
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     let outcome: Value = res.json().await.unwrap();
     assert_eq!(outcome["resourceType"], "OperationOutcome");
+
+    // A focus whose patient or id is not a FHIR id (a dot segment): 400 naming it, not the 503
+    // of an EHR read that cannot be made.
+    let mut dotted = observation.clone();
+    dotted["subject"]["reference"] = json!("Patient/..");
+    let id_only_dotted = json!({"resourceType": "Bundle", "type": "history", "entry": [
+        {"resource": {"resourceType": "SubscriptionStatus", "notificationEvent": [
+            {"eventNumber": "3", "focus": {"reference": "Observation/.."}}]}}]});
+    for notification in [dotted, id_only_dotted] {
+        let res = app
+            .http
+            .post(app.url(path))
+            .bearer_auth(SUBSCRIPTION_SECRET)
+            .body(notification.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = res.status();
+        let outcome: Value = res.json().await.unwrap();
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{notification}: {outcome}");
+        assert_eq!(outcome["resourceType"], "OperationOutcome");
+    }
 }
 
 /// Issue 8, "no trigger lost": a notification that arrives while the EHR's FHIR server is down
@@ -682,4 +704,11 @@ async fn post_api_evaluations_reads_the_ehr_and_an_idempotency_key_makes_it_safe
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = post(&app, "/api/v1/evaluations", &json!({"patient": "../x"})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    // A dot segment is not a FHIR id: 400, not the 503 of an EHR read that cannot be made
+    // (found by the schema-driven run, tests/schema_run.rs).
+    for id in ["Patient/.", "Patient/..", "."] {
+        let (status, body) = post(&app, "/api/v1/evaluations", &json!({"patient": id})).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{id}: {body}");
+        assert_eq!(body["resourceType"], "OperationOutcome");
+    }
 }

@@ -35,6 +35,14 @@ impl DevSigner {
         }]})
     }
 
+    /// The private key as a JWK (the public members and `d`), for a test client in another
+    /// language (the Python hook of the schema-driven run signs its tokens with it).
+    pub fn private_jwk(&self) -> Value {
+        let mut jwk = self.jwks()["keys"][0].clone();
+        jwk["d"] = json!(B64.encode(self.key.to_bytes()));
+        jwk
+    }
+
     /// The JWT header: ES384, `typ` JWT, this key's `kid`.
     pub fn header(&self) -> Value {
         json!({"alg": "ES384", "typ": "JWT", "kid": self.kid})
@@ -83,4 +91,26 @@ fn uuid_v4() -> String {
         &h[16..20],
         &h[20..32]
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_private_jwk_holds_the_key_of_the_public_one() {
+        let signer = DevSigner::new("https://ehr.example", "k1");
+        let private = signer.private_jwk();
+        let public = &signer.jwks()["keys"][0];
+        for member in ["kty", "crv", "alg", "kid", "x", "y"] {
+            assert_eq!(private[member], public[member], "{member}");
+        }
+        let d = B64
+            .decode(private["d"].as_str().expect("d"))
+            .expect("base64url");
+        let key = SigningKey::from_slice(&d).expect("a P-384 scalar");
+        let point = key.verifying_key().to_encoded_point(false);
+        assert_eq!(public["x"], json!(B64.encode(point.x().expect("x"))));
+        assert_eq!(public["y"], json!(B64.encode(point.y().expect("y"))));
+    }
 }

@@ -209,14 +209,9 @@ fn valid_type(rt: &str) -> bool {
         && rt.chars().all(|c| c.is_ascii_alphanumeric())
 }
 
-/// A FHIR id: `[A-Za-z0-9\-\.]{1,64}`, and not a `.` or `..` path segment.
+/// A FHIR id, and not a `.` or `..` path segment.
 fn valid_id(id: &str) -> bool {
-    (1..=64).contains(&id.len())
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
-        && id != "."
-        && id != ".."
+    lrt_hooks::model::is_fhir_id(id)
 }
 
 /// Evaluates a stored notification: the patient of each focus (read from the EHR for an

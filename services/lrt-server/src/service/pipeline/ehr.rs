@@ -69,6 +69,14 @@ pub struct Outcome {
 #[tracing::instrument(name = "pipeline.ehr", skip_all, fields(origin = req.origin.service_id()))]
 pub async fn run(state: &AppState, req: Request) -> Result<Outcome, ApiError> {
     let started = Instant::now();
+    // The id goes into the EHR's URLs: a caller's mistake (`.`, `..`, a slash) is a 400 here,
+    // not the 503 of a read the FHIR client refuses to make.
+    if !lrt_hooks::model::is_fhir_id(&req.patient) {
+        return Err(ApiError::BadRequest(
+            "the patient id is not a FHIR id (letters, digits, `-` and `.`, at most 64, not `.` or `..`)"
+                .into(),
+        ));
+    }
     let ehr = state.ehr.as_ref().ok_or_else(|| {
         ApiError::Unavailable("no EHR FHIR server is configured ([ehr] fhir_base)".into())
     })?;

@@ -77,12 +77,7 @@ async fn create(
         .strip_prefix("Patient/")
         .unwrap_or(&b.patient)
         .to_string();
-    if patient.is_empty()
-        || patient.len() > 64
-        || !patient
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
-    {
+    if !lrt_hooks::model::is_fhir_id(&patient) {
         return Err(ApiError::BadRequest(
             "patient must be a FHIR id or Patient/{id}".into(),
         ));
