@@ -85,6 +85,7 @@ bench:
 	$(CARGO) bench -p lrt-engine --bench evaluate
 	$(CARGO) bench -p lrt-fhir --bench snapshot
 	$(CARGO) bench -p lrt-auth --features dev-signer --bench signature
+	$(CARGO) bench -p lrt-e2e --bench call
 
 ## Load test of the CDS Hooks service (wrk, real PostgreSQL and FHIR server): the 69 MIMIC
 ## requests with full prefetch, persisted, at 1 and 16 connections.
