@@ -432,9 +432,8 @@ async fn a_subscription_notification_of_a_new_blood_gas_evaluates_stores_and_pag
         1
     );
 
-    // An id-only notification (the backport's SubscriptionStatus alone): the worker reads the
-    // resource from the EHR to find its patient. Same focus as before, so the evaluation of
-    // that patient and focus is the one already stored.
+    // An id-only notification (the backport's SubscriptionStatus alone) of the same event, its
+    // reference absolute: the same resource, so the same inbox row and evaluation (nothing new).
     let id_only = json!({"resourceType": "Bundle", "type": "history", "entry": [
         {"resource": {"resourceType": "SubscriptionStatus", "notificationEvent": [
             {"eventNumber": "2", "focus": {"reference": format!("{}/Observation/{}", fhir().base, observation["id"].as_str().unwrap())}}]}}]});
@@ -449,7 +448,38 @@ async fn a_subscription_notification_of_a_new_blood_gas_evaluates_stores_and_pag
     assert_eq!(res.status(), StatusCode::ACCEPTED);
     let location = res.headers()["location"].to_str().unwrap().to_string();
     let row = done(&app, &location).await;
+    assert_eq!(row["id"], id.as_str(), "{row:#}");
     assert_eq!(row["evaluation_ids"][0], evaluation.as_str(), "{row:#}");
+
+    // An id-only notification of a new blood gas of the patient: the worker reads the resource
+    // from the EHR to find its patient, and evaluates again.
+    let second = synthetic::observations(&patient, "h", BORDERLINE)
+        .into_iter()
+        .next()
+        .unwrap();
+    fhir()
+        .client()
+        .transaction(&synthetic::transaction(&patient, "h", BORDERLINE).to_string())
+        .await
+        .expect("loaded");
+    let id_only = json!({"resourceType": "Bundle", "type": "history", "entry": [
+        {"resource": {"resourceType": "SubscriptionStatus", "notificationEvent": [
+            {"eventNumber": "3", "focus": {"reference": format!("Observation/{}", second["id"].as_str().unwrap())}}]}}]});
+    let res = app
+        .http
+        .post(app.url(path))
+        .bearer_auth(SUBSCRIPTION_SECRET)
+        .body(id_only.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let location = res.headers()["location"].to_str().unwrap().to_string();
+    let row = done(&app, &location).await;
+    assert_ne!(row["id"], id.as_str(), "{row:#}");
+    let evaluation = row["evaluation_ids"][0].as_str().unwrap().to_string();
+    let stored = get(&app, &format!("/api/v1/evaluations/{evaluation}")).await;
+    assert_eq!(stored["patient_id"], patient.as_str(), "{stored:#}");
 
     // An id-only focus that is not on the EHR can never be evaluated: dead at once, listed.
     let missing = json!({"resourceType": "Bundle", "type": "history", "entry": [
@@ -638,7 +668,9 @@ async fn a_notification_received_while_the_fhir_server_is_down_is_evaluated_and_
     // Back: the next attempt evaluates and pages, once.
     gate.up().await;
     let row = done(&app, &location).await;
-    assert!(row["attempts"].as_i64().unwrap() >= 4, "{row:#}");
+    // At least the failed attempts seen above; the last of them may have been in flight when
+    // the gate opened, and succeeded.
+    assert!(row["attempts"].as_i64().unwrap() >= 3, "{row:#}");
     assert!(
         eventually(Duration::from_secs(10), || async {
             receiver.received().len() == 1

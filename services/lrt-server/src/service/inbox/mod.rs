@@ -150,10 +150,40 @@ pub async fn receive(state: &AppState, focus: Vec<Focus>) -> Result<Receipt, Api
         .ok_or_else(|| {
             ApiError::Unavailable("no EHR FHIR server is configured ([ehr] fhir_base)".into())
         })?;
-    for f in focus.iter().filter(|f| f.patient.is_none()) {
-        relative_reference(&base, &f.reference)?;
+    for f in &focus {
+        match &f.patient {
+            None => {
+                relative_reference(&base, &f.reference)?;
+            }
+            // The patient's id goes into the EHR's URLs: a dot segment or a slash is the
+            // sender's mistake (400), not an EHR read that cannot be made (503).
+            Some(patient) if !valid_id(patient) => {
+                return Err(ApiError::BadRequest(format!(
+                    "focus {:?}: its patient is not a FHIR id",
+                    f.reference
+                )));
+            }
+            Some(_) => {}
+        }
+        if f.encounter.as_deref().is_some_and(|e| !valid_id(e)) {
+            return Err(ApiError::BadRequest(format!(
+                "focus {:?}: its encounter is not a FHIR id",
+                f.reference
+            )));
+        }
     }
-    let focus: Vec<StoredFocus> = focus.into_iter().map(StoredFocus::from).collect();
+    // One resource, one reference: `{base}/Observation/1` is `Observation/1`, so the same event
+    // notified in two shapes (full resource, id-only) is one evaluation.
+    let focus: Vec<StoredFocus> = focus
+        .into_iter()
+        .map(|f| {
+            let mut f = StoredFocus::from(f);
+            if let Some(relative) = f.reference.strip_prefix(base.as_str()) {
+                f.reference = relative.trim_start_matches('/').to_string();
+            }
+            f
+        })
+        .collect();
     let mut keys: Vec<String> = focus
         .iter()
         .map(|f| format!("{}@{}", f.reference, f.version.as_deref().unwrap_or("")))
