@@ -11,7 +11,9 @@
 //! bodies and tokens are made before the run and handed to `wrk` (a Lua script cycles through
 //! them), at 1 and at 16 concurrent connections, 10 s each.
 //!
-//! Printed: requests/s, p50 and p99 latency for each level, and the rows stored.
+//! Printed: requests/s, p50 and p99 latency for each level, and the rows stored; and the
+//! ceiling: `GET /health/live` of the same process under the same wrk settings, with the hook
+//! call's throughput as a fraction of it (issue 9).
 
 use std::io::Write;
 use std::process::Command;
@@ -23,6 +25,12 @@ use lrt_e2e::fhir_server::FhirServer;
 use lrt_e2e::hook_requests;
 use lrt_e2e::service::TestApp;
 use serde_json::{Value, json};
+
+/// `--features mimalloc`: the same run with mimalloc as the process's allocator (the service
+/// runs inside this process), to compare with glibc malloc.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const PATH: &str = "/cds-services/lrt-patient-view";
 const SECONDS: u64 = 10;
@@ -151,6 +159,21 @@ async fn run() {
         .await
         .unwrap();
         let text = String::from_utf8_lossy(&out.stdout).to_string();
+        // The ceiling: the same wrk settings against the same process's cheapest route.
+        let ceiling = tokio::task::spawn_blocking({
+            let url = app.url("/health/live");
+            move || {
+                Command::new("wrk")
+                    .args(["-t", &threads.to_string(), "-c", &connections.to_string()])
+                    .args(["-d", &format!("{SECONDS}s"), "--latency"])
+                    .arg(&url)
+                    .output()
+                    .unwrap()
+            }
+        })
+        .await
+        .unwrap();
+        let ceiling = String::from_utf8_lossy(&ceiling.stdout).to_string();
         tokio::time::sleep(Duration::from_millis(200)).await;
         let after: i64 = sqlx::query_scalar("SELECT count(*) FROM evaluation")
             .fetch_one(&app.pool)
@@ -161,13 +184,18 @@ async fn run() {
             .await
             .unwrap();
         eprintln!("--- {connections} connection(s) ---\n{text}");
+        let rate = |t: &str| field(t, "Requests/sec:").parse::<f64>().unwrap_or(f64::NAN);
         report.push(format!(
-            "{connections:>2} connection(s): {} req/s, p50 {}, p99 {}; {} evaluations stored; {} non-200 answers so far",
+            "{connections:>2} connection(s): {} req/s, p50 {}, p99 {}; {} evaluations stored; {} non-200 answers so far; \
+             ceiling (GET /health/live, same wrk settings) {} req/s, p99 {}: the hook call is {:.1} % of it",
             field(&text, "Requests/sec:"),
             percentile(&text, "50%"),
             percentile(&text, "99%"),
             after - before,
-            non_200
+            non_200,
+            field(&ceiling, "Requests/sec:"),
+            percentile(&ceiling, "99%"),
+            100.0 * rate(&text) / rate(&ceiling),
         ));
     }
     let sources: Vec<(String, Option<String>, i64)> = sqlx::query_as(
@@ -203,7 +231,12 @@ async fn run() {
         );
     }
     println!(
-        "CDS hook with full prefetch, persisted, JWT verified (ES384), wrk on the same machine:"
+        "CDS hook with full prefetch, persisted, JWT verified (ES384), wrk on the same machine, allocator {}:",
+        if cfg!(feature = "mimalloc") {
+            "mimalloc"
+        } else {
+            "system (glibc)"
+        }
     );
     for line in report {
         println!("  {line}");
