@@ -13,6 +13,7 @@
 //!   client cannot be steered to another server or path (SSRF) with the token.
 //! * Bodies are read by [`crate::bundle::parse`], one resource at a time.
 
+use secrecy::{ExposeSecret, SecretString};
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Once;
@@ -78,7 +79,7 @@ pub struct FhirClient {
     http: reqwest::Client,
     /// Always ends with a slash, so relative references resolve under it.
     base: Url,
-    bearer_token: Option<String>,
+    bearer_token: Option<SecretString>,
     config: ClientConfig,
 }
 
@@ -294,7 +295,7 @@ impl FhirClient {
     /// Hooks `fhirAuthorization`) is sent as `Authorization: Bearer` on every request.
     pub fn new(
         base_url: &str,
-        bearer_token: Option<String>,
+        bearer_token: Option<SecretString>,
         config: ClientConfig,
     ) -> Result<FhirClient, FhirError> {
         let invalid = |reason: &str| FhirError::InvalidBaseUrl {
@@ -345,7 +346,7 @@ impl FhirClient {
 
     /// The same server and connection pool with another bearer token (or none): a service keeps
     /// one client per FHIR server and gives each call its own `fhirAuthorization` token.
-    pub fn with_bearer_token(&self, bearer_token: Option<String>) -> FhirClient {
+    pub fn with_bearer_token(&self, bearer_token: Option<SecretString>) -> FhirClient {
         FhirClient {
             http: self.http.clone(),
             base: self.base.clone(),
@@ -531,7 +532,7 @@ impl FhirClient {
                 .request(method.clone(), url.clone())
                 .header(ACCEPT, FHIR_JSON);
             if let Some(token) = &self.bearer_token {
-                builder = builder.bearer_auth(token);
+                builder = builder.bearer_auth(token.expose_secret());
             }
             if let Some(body) = &body {
                 builder = builder.header(CONTENT_TYPE, FHIR_JSON).body(body.clone());

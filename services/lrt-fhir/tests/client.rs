@@ -136,8 +136,12 @@ fn ids(p: &Payload) -> Vec<String> {
 }
 
 fn client(root: &str, token: Option<&str>, config: ClientConfig) -> FhirClient {
-    FhirClient::new(&format!("{root}/fhir"), token.map(str::to_string), config)
-        .expect("a client for the test server")
+    FhirClient::new(
+        &format!("{root}/fhir"),
+        token.map(|t| secrecy::SecretString::from(t.to_string())),
+        config,
+    )
+    .expect("a client for the test server")
 }
 
 fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {

@@ -580,7 +580,9 @@ pub async fn resolve(
     {
         let client = FhirClient::new(
             base.as_str(),
-            request.access_token().map(str::to_string),
+            request
+                .access_token()
+                .map(|t| secrecy::SecretString::from(t.to_string())),
             config.client,
         );
         match client {

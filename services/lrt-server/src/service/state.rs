@@ -10,6 +10,7 @@ use lrt_hooks::cards::templates::CardText;
 use lrt_hooks::orders::OrderCodes;
 use lrt_hooks::prefetch::{AllowList, PrefetchConfig, PrefetchPlan};
 use metrics_exporter_prometheus::PrometheusHandle;
+use secrecy::SecretString;
 use sqlx::PgPool;
 
 use super::config::Config;
@@ -52,23 +53,25 @@ pub struct AppState {
 pub struct Ehr {
     pub client: lrt_fhir::FhirClient,
     /// The shared secret of FHIR Subscription notifications (None: they are refused).
-    pub subscription_secret: Option<String>,
+    pub subscription_secret: Option<SecretString>,
 }
 
-/// A secret from a file (trailing whitespace ignored) or else an environment variable.
+/// A secret from a file (trailing whitespace ignored) or else an environment variable, in a
+/// type that never prints it (`Debug` redacts) and wipes it on drop.
 pub fn read_secret(
     file: Option<&std::path::Path>,
     env: Option<&str>,
     default_env: &str,
-) -> Result<Option<String>, String> {
+) -> Result<Option<SecretString>, String> {
     if let Some(path) = file {
         return std::fs::read_to_string(path)
-            .map(|s| Some(s.trim_end().to_string()))
+            .map(|s| Some(SecretString::from(s.trim_end().to_string())))
             .map_err(|e| format!("cannot read {}: {e}", path.display()));
     }
     Ok(std::env::var(env.unwrap_or(default_env))
         .ok()
-        .filter(|s| !s.is_empty()))
+        .filter(|s| !s.is_empty())
+        .map(SecretString::from))
 }
 
 /// How CDS clients are authenticated.

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use lrt_fhir::{ClientConfig, FhirClient};
+use secrecy::{ExposeSecret, SecretSlice};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
@@ -63,7 +64,7 @@ impl DeliveryError {
 struct Webhook {
     http: reqwest::Client,
     url: String,
-    secret: Vec<u8>,
+    secret: SecretSlice<u8>,
     timeout_ms: u64,
 }
 
@@ -121,7 +122,7 @@ fn webhook(c: &WebhookConfig) -> Result<Webhook, ChannelSetupError> {
     Ok(Webhook {
         http,
         url: c.url.clone(),
-        secret: secret.into_bytes(),
+        secret: SecretSlice::from(secret.expose_secret().as_bytes().to_vec()),
         timeout_ms: c.timeout_ms,
     })
 }
@@ -202,7 +203,10 @@ impl Webhook {
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header("Idempotency-Key", key)
             .header("X-LRT-Timestamp", timestamp.to_string())
-            .header("X-LRT-Signature", signature(&self.secret, timestamp, &body))
+            .header(
+                "X-LRT-Signature",
+                signature(self.secret.expose_secret(), timestamp, &body),
+            )
             .body(body)
             .send()
             .await

@@ -21,6 +21,7 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use lrt_fhir::subscription::notification_focus;
+use secrecy::ExposeSecret;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -37,7 +38,7 @@ fn authorised(state: &AppState, headers: &HeaderMap) -> bool {
     let Some(secret) = state
         .ehr
         .as_ref()
-        .and_then(|e| e.subscription_secret.as_deref())
+        .and_then(|e| e.subscription_secret.as_ref())
     else {
         return false;
     };
@@ -47,7 +48,7 @@ fn authorised(state: &AppState, headers: &HeaderMap) -> bool {
         .and_then(lrt_auth::bearer_token)
         .unwrap_or("");
     // Constant time: compare digests.
-    Sha256::digest(given.as_bytes()) == Sha256::digest(secret.as_bytes())
+    Sha256::digest(given.as_bytes()) == Sha256::digest(secret.expose_secret().as_bytes())
 }
 
 async fn notify(
