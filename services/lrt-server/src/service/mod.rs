@@ -2,7 +2,13 @@
 //!
 //! * [`config`]: file + environment configuration;
 //! * [`state`]: what every handler shares (rule sets, pool, verifier, FHIR clients);
-//! * [`routes`]: one module per resource (CDS Hooks, feedback, evaluations API, health, metrics);
+//! * [`auth`]: the caller as extractors (`CdsClient`, `HookCaller`, `ApiCaller`) and tenancy;
+//! * [`routes`]: one module per resource (CDS Hooks, feedback, evaluations API, pages,
+//!   Subscription notifications and their inbox, health, metrics): thin adapters;
+//! * [`pipeline`]: the one evaluation pipeline (snapshot source → engine, active and shadow →
+//!   answer → one transaction) behind the hook call and the EHR-read evaluations;
+//! * [`inbox`]: Subscription notifications stored before the EHR is read, and their worker;
+//! * [`paging`]: the LRT pager consult (outbox, dispatcher, channels);
 //! * [`store`]: PostgreSQL persistence; [`error`]: the one error type → OperationOutcome;
 //! * [`edges`]: what is refused at the door (NUL characters PostgreSQL cannot store);
 //! * [`telemetry`]: logs, traces, metrics.

@@ -23,6 +23,7 @@ pub mod worker;
 use std::time::Duration;
 
 use lrt_fhir::subscription::{Focus, patient_id};
+use lrt_hooks::model::is_fhir_id;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -157,7 +158,7 @@ pub async fn receive(state: &AppState, focus: Vec<Focus>) -> Result<Receipt, Api
             }
             // The patient's id goes into the EHR's URLs: a dot segment or a slash is the
             // sender's mistake (400), not an EHR read that cannot be made (503).
-            Some(patient) if !valid_id(patient) => {
+            Some(patient) if !is_fhir_id(patient) => {
                 return Err(ApiError::BadRequest(format!(
                     "focus {:?}: its patient is not a FHIR id",
                     f.reference
@@ -165,7 +166,7 @@ pub async fn receive(state: &AppState, focus: Vec<Focus>) -> Result<Receipt, Api
             }
             Some(_) => {}
         }
-        if f.encounter.as_deref().is_some_and(|e| !valid_id(e)) {
+        if f.encounter.as_deref().is_some_and(|e| !is_fhir_id(e)) {
             return Err(ApiError::BadRequest(format!(
                 "focus {:?}: its encounter is not a FHIR id",
                 f.reference
@@ -227,7 +228,7 @@ fn relative_reference<'a>(base: &str, reference: &'a str) -> Result<(&'a str, &'
     }
     let mut parts = relative.split('/');
     match (parts.next(), parts.next(), parts.next()) {
-        (Some(rt), Some(id), None) if valid_type(rt) && valid_id(id) => Ok((rt, id)),
+        (Some(rt), Some(id), None) if valid_type(rt) && is_fhir_id(id) => Ok((rt, id)),
         _ => Err(ApiError::BadRequest(format!(
             "focus {reference:?} is not a resource reference (Type/id)"
         ))),
@@ -237,11 +238,6 @@ fn relative_reference<'a>(base: &str, reference: &'a str) -> Result<(&'a str, &'
 fn valid_type(rt: &str) -> bool {
     rt.chars().next().is_some_and(|c| c.is_ascii_uppercase())
         && rt.chars().all(|c| c.is_ascii_alphanumeric())
-}
-
-/// A FHIR id, and not a `.` or `..` path segment.
-fn valid_id(id: &str) -> bool {
-    lrt_hooks::model::is_fhir_id(id)
 }
 
 /// Evaluates a stored notification: the patient of each focus (read from the EHR for an
