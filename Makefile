@@ -23,6 +23,8 @@ SCHEMA_VENV = $(abspath $(or $(CARGO_TARGET_DIR),target))/schemathesis-venv
 
 ## Run the demo: evaluates the knowledge base's worked cases and shows where to look.
 demo: setup tools
+	@echo "building lrt (the first build takes several minutes on 2 cores)..."
+	$(CARGO) build -p lrt-server --bin lrt
 	$(LRT) demo
 
 ## Run every test: formatting, lints, unit/integration/CLI tests, the schema-driven run,

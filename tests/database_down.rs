@@ -23,13 +23,15 @@ const PV: &str = "/cds-services/lrt-patient-view";
 /// One answer as the client saw it.
 #[derive(Debug)]
 enum Answer {
-    Ok,
+    /// Cards, for this patient: its evaluation was committed before the answer.
+    Ok(String),
     Unavailable,
     Other(String),
 }
 
 async fn call(app_http: &reqwest::Client, url: &str, token: String, n: usize) -> Answer {
-    let body = synthetic::patient_view(&format!("down-{n}"), BORDERLINE);
+    let patient = format!("down-{n}");
+    let body = synthetic::patient_view(&patient, BORDERLINE);
     let res = match app_http
         .post(url)
         .bearer_auth(token)
@@ -46,7 +48,7 @@ async fn call(app_http: &reqwest::Client, url: &str, token: String, n: usize) ->
     let text = res.text().await.unwrap_or_default();
     let json: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
     match status {
-        StatusCode::OK if json["cards"].is_array() => Answer::Ok,
+        StatusCode::OK if json["cards"].is_array() => Answer::Ok(patient),
         StatusCode::SERVICE_UNAVAILABLE
             if retry_after && json["resourceType"] == "OperationOutcome" =>
         {
@@ -146,7 +148,7 @@ async fn postgresql_stopped_under_load_gives_503_never_401_or_500() {
     assert!(bad.is_empty(), "answers other than 200 or 503: {bad:#?}");
     let before = all
         .iter()
-        .filter(|(t, a)| *t < stopped_at && matches!(a, Answer::Ok))
+        .filter(|(t, a)| *t < stopped_at && matches!(a, Answer::Ok(_)))
         .count();
     let unavailable = all
         .iter()
@@ -162,12 +164,36 @@ async fn postgresql_stopped_under_load_gives_503_never_401_or_500() {
     // Back: a new call is answered with cards (the pool reconnects).
     let mut back = false;
     for n in 0..50 {
-        if let Answer::Ok = call(&app.http, &endpoint, client.token(&endpoint), 900_000 + n).await {
+        if let Answer::Ok(_) =
+            call(&app.http, &endpoint, client.token(&endpoint), 900_000 + n).await
+        {
             back = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(back, "the service answers again once PostgreSQL is back");
+
+    // Nothing acknowledged is lost: every call answered with cards, before, during or after
+    // the outage, has its evaluation stored.
+    let answered: Vec<String> = all
+        .iter()
+        .filter_map(|(_, a)| match a {
+            Answer::Ok(patient) => Some(patient.clone()),
+            _ => None,
+        })
+        .collect();
+    let stored: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT patient_id) FROM evaluation WHERE role = 'active' AND patient_id = ANY($1)",
+    )
+    .bind(&answered)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        stored,
+        answered.len() as i64,
+        "every call answered with cards has its evaluation stored"
+    );
     drop(cluster);
 }

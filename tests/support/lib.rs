@@ -6,6 +6,7 @@
 pub mod cds_client;
 pub mod fhir_server;
 pub mod gate;
+pub mod otlp;
 pub mod pager;
 pub mod service;
 pub mod synthetic;

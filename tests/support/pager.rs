@@ -22,6 +22,8 @@ pub struct Received {
     pub at: Instant,
     /// The answer given (200, or 500 when failing on purpose).
     pub status: u16,
+    /// The W3C `traceparent` the page came with (None without one).
+    pub traceparent: Option<String>,
 }
 
 #[derive(Default)]
@@ -157,6 +159,7 @@ async fn receive(state: &State, secret: &str, headers: &HeaderMap, body: &[u8]) 
         signature_ok,
         at: Instant::now(),
         status: status.as_u16(),
+        traceparent: Some(header("traceparent")).filter(|t| !t.is_empty()),
     });
     status
 }

@@ -25,6 +25,25 @@ impl DevSigner {
         }
     }
 
+    /// The signer of a private JWK as [`DevSigner::private_jwk`] writes it (EC P-384 with `d`
+    /// and `kid`), issuing tokens as `iss`.
+    pub fn from_private_jwk(jwk: &Value, iss: &str) -> Result<DevSigner, String> {
+        if jwk["kty"] != "EC" || jwk["crv"] != "P-384" {
+            return Err("not an EC P-384 key (kty \"EC\", crv \"P-384\")".into());
+        }
+        let d = jwk["d"]
+            .as_str()
+            .ok_or("no private key member \"d\"")
+            .and_then(|d| B64.decode(d).map_err(|_| "\"d\" is not base64url"))?;
+        let key = SigningKey::from_slice(&d).map_err(|_| "\"d\" is not a P-384 private key")?;
+        let kid = jwk["kid"].as_str().ok_or("no \"kid\"")?;
+        Ok(DevSigner {
+            key,
+            kid: kid.to_string(),
+            iss: iss.to_string(),
+        })
+    }
+
     /// The public key as a JWK Set (`{"keys": [...]}`).
     pub fn jwks(&self) -> Value {
         let point = self.key.verifying_key().to_encoded_point(false);
@@ -112,5 +131,17 @@ mod tests {
         let point = key.verifying_key().to_encoded_point(false);
         assert_eq!(public["x"], json!(B64.encode(point.x().expect("x"))));
         assert_eq!(public["y"], json!(B64.encode(point.y().expect("y"))));
+    }
+
+    #[test]
+    fn a_signer_read_back_from_its_private_jwk_has_the_same_public_key() {
+        let signer = DevSigner::new("https://ehr.example", "k1");
+        let again = DevSigner::from_private_jwk(&signer.private_jwk(), "https://ehr.example")
+            .expect("its own JWK");
+        assert_eq!(again.jwks(), signer.jwks());
+        let mut public_only = signer.jwks()["keys"][0].clone();
+        assert!(DevSigner::from_private_jwk(&public_only, "x").is_err());
+        public_only["d"] = json!("AAAA");
+        assert!(DevSigner::from_private_jwk(&public_only, "x").is_err());
     }
 }

@@ -256,7 +256,10 @@ impl JwksCache {
                     state.keys = Arc::new(keys);
                     state.fetched_at = Some(now);
                 }
-                Err(error) => tracing::warn!(jwks_url = %url, %error, "JWK Set fetch failed"),
+                Err(error) => {
+                    metrics::counter!("lrt_jwks_fetch_failures_total").increment(1);
+                    tracing::warn!(jwks_url = %url, %error, "JWK Set fetch failed")
+                }
             }
         }
 

@@ -16,7 +16,7 @@
 use secrecy::{ExposeSecret, SecretString};
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::Once;
+use std::sync::{Arc, Once, OnceLock};
 use std::time::Duration;
 
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, RETRY_AFTER};
@@ -80,6 +80,9 @@ pub struct FhirClient {
     /// Always ends with a slash, so relative references resolve under it.
     base: Url,
     bearer_token: Option<SecretString>,
+    /// SMART Backend Services: tokens from the EHR's authorization server (instead of
+    /// `bearer_token`).
+    backend: Option<Arc<crate::smart::BackendAuth>>,
     config: ClientConfig,
 }
 
@@ -91,6 +94,7 @@ impl fmt::Debug for FhirClient {
                 "bearer_token",
                 &self.bearer_token.as_ref().map(|_| "<redacted>"),
             )
+            .field("backend", &self.backend)
             .field("config", &self.config)
             .finish()
     }
@@ -126,6 +130,15 @@ pub enum FhirError {
         url: String,
         /// The configured per-request timeout.
         timeout_ms: u64,
+    },
+    /// No access token could be had from the EHR's authorization server (SMART Backend
+    /// Services): the request was not sent.
+    #[error("{url}: no access token: {message}")]
+    Authorization {
+        /// The request, as `METHOD url`.
+        url: String,
+        /// Why (the token endpoint and its OAuth error; never a secret).
+        message: String,
     },
     /// The server could not be reached, or the connection broke (after any retries).
     #[error("{url}: connection failed: {message}")]
@@ -180,6 +193,9 @@ impl FhirError {
             FhirError::Status { status, .. } => format!("HTTP {status}"),
             FhirError::Timeout { timeout_ms, .. } => format!("no answer within {timeout_ms} ms"),
             FhirError::Connection { .. } => "connection failed".into(),
+            FhirError::Authorization { .. } => {
+                "no access token from the authorization server".into()
+            }
             FhirError::Payload { .. } => "the answer is not FHIR JSON".into(),
             FhirError::TooManyPages { max, .. } => format!("more than {max} pages"),
             FhirError::ForeignNextLink { .. } => "a next link to another server was refused".into(),
@@ -210,6 +226,16 @@ pub fn install_crypto_provider() {
     INSTALL.call_once(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();
     });
+}
+
+/// Headers every client of the process adds to each request: the service sets it once, to
+/// carry the W3C trace context (`traceparent`) of the span the request is made in.
+static OUTGOING_HEADERS: OnceLock<fn(&mut HeaderMap)> = OnceLock::new();
+
+/// Sets the function that adds headers to every request (once per process; later calls are
+/// ignored). Used for trace-context propagation; it must not add credentials.
+pub fn set_outgoing_headers(add: fn(&mut HeaderMap)) {
+    let _ = OUTGOING_HEADERS.set(add);
 }
 
 /// `url` without user info (which may hold a password).
@@ -266,7 +292,7 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 }
 
 /// A transport error's message with its causes, without the URL (the error names it already).
-fn transport_message(e: reqwest::Error) -> String {
+pub(crate) fn transport_message(e: reqwest::Error) -> String {
     let e = e.without_url();
     let mut message = e.to_string();
     let mut source = std::error::Error::source(&e);
@@ -340,6 +366,7 @@ impl FhirClient {
             http,
             base,
             bearer_token,
+            backend: None,
             config,
         })
     }
@@ -351,6 +378,20 @@ impl FhirClient {
             http: self.http.clone(),
             base: self.base.clone(),
             bearer_token,
+            backend: None,
+            config: self.config,
+        }
+    }
+
+    /// The same server with SMART Backend Services authorization: every request carries an
+    /// access token from `backend` (cached, renewed before it expires, and renewed once more
+    /// when the server answers 401).
+    pub fn with_backend_auth(&self, backend: Arc<crate::smart::BackendAuth>) -> FhirClient {
+        FhirClient {
+            http: self.http.clone(),
+            base: self.base.clone(),
+            bearer_token: None,
+            backend: Some(backend),
             config: self.config,
         }
     }
@@ -525,13 +566,28 @@ impl FhirClient {
             timeout_ms: u64::try_from(self.config.timeout.as_millis()).unwrap_or(u64::MAX),
         };
         let mut attempt: u32 = 0;
+        let mut renewed_token = false;
         loop {
             let can_retry = attempt < self.config.retries;
+            let backend_token = match &self.backend {
+                Some(b) => Some(b.token(&self.http, &self.base).await.map_err(|e| {
+                    FhirError::Authorization {
+                        url: request.clone(),
+                        message: e.to_string(),
+                    }
+                })?),
+                None => None,
+            };
             let mut builder = self
                 .http
                 .request(method.clone(), url.clone())
                 .header(ACCEPT, FHIR_JSON);
-            if let Some(token) = &self.bearer_token {
+            if let Some(add) = OUTGOING_HEADERS.get() {
+                let mut extra = HeaderMap::new();
+                add(&mut extra);
+                builder = builder.headers(extra);
+            }
+            if let Some(token) = backend_token.as_ref().or(self.bearer_token.as_ref()) {
                 builder = builder.bearer_auth(token.expose_secret());
             }
             if let Some(body) = &body {
@@ -578,6 +634,15 @@ impl FhirClient {
             };
             if status.is_success() {
                 return Ok(text);
+            }
+            // A backend token the server refuses (revoked, or expired early): one new token.
+            if status == StatusCode::UNAUTHORIZED
+                && !renewed_token
+                && let Some(b) = &self.backend
+            {
+                b.invalidate().await;
+                renewed_token = true;
+                continue;
             }
             let retryable = status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
             if retryable && can_retry {

@@ -23,6 +23,7 @@ pub mod mapping;
 pub mod project;
 pub mod read;
 pub mod search;
+pub mod smart;
 pub mod subscription;
 pub mod time;
 

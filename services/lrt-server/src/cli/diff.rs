@@ -9,14 +9,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
 use lrt_engine::casefile::CaseFile;
 use lrt_engine::snapshot::PatientSnapshot;
 use lrt_engine::{Assessment, RuleSet};
-use lrt_fhir::{Collected, MapOptions};
+use lrt_fhir::MapOptions;
 use serde_json::{Value, json};
 
 use super::{CliError, Ctx};
@@ -164,36 +164,12 @@ fn case_inputs(paths: &[PathBuf]) -> Result<Vec<Input>, CliError> {
     Ok(out)
 }
 
-/// The payloads of a file: NDJSON (one Bundle per line) or one JSON document.
-fn payloads(path: &Path) -> Result<Collected, CliError> {
-    let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| CliError::BadInput(format!("{shown}: cannot read: {e}")))?;
-    let mut collected = Collected::default();
-    let whole = lrt_fhir::parse(&text);
-    match whole {
-        Ok(p) => collected.add(p),
-        Err(_) => {
-            for (i, line) in text
-                .lines()
-                .enumerate()
-                .filter(|(_, l)| !l.trim().is_empty())
-            {
-                let p = lrt_fhir::parse(line)
-                    .map_err(|e| CliError::BadInput(format!("{shown}: line {}: {e}", i + 1)))?;
-                collected.add(p);
-            }
-        }
-    }
-    Ok(collected)
-}
-
 fn bundle_inputs(args: &Args, a: &RuleSet, b: &RuleSet) -> Result<Vec<Input>, CliError> {
     let path = args
         .bundle
         .as_ref()
         .expect("clap requires --bundle without --cases");
-    let collected = payloads(path)?;
+    let collected = super::evaluate::read_payloads(path)?;
     let patients: Vec<String> = match &args.patient {
         Some(p) => vec![p.clone()],
         None => collected.patient_ids(),

@@ -112,7 +112,46 @@ fn cases(ctx: &Ctx, path: &Path, args: &Args) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Reads a Bundle file and builds the patient's snapshot. Kinds of resources present for the
+/// The FHIR data of a file: one JSON document (a Bundle or a resource) or NDJSON (one per line,
+/// as a bulk export or the shared MIMIC file holds them). An OperationOutcome is refused.
+pub fn read_payloads(path: &Path) -> Result<Collected, CliError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::BadInput(format!("{shown}: cannot read: {e}")))?;
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty());
+    let payloads = match lrt_fhir::parse(&text) {
+        Ok(p) => vec![p],
+        // NDJSON when the first line alone is a document; else the error is the document's.
+        Err(whole) => match lines.next().map(|(_, first)| lrt_fhir::parse(first)) {
+            Some(Ok(first)) => {
+                let mut all = vec![first];
+                for (i, line) in lines {
+                    all.push(lrt_fhir::parse(line).map_err(|e| {
+                        CliError::BadInput(format!("{shown}: line {}: {e}", i + 1))
+                    })?);
+                }
+                all
+            }
+            _ => return Err(CliError::BadInput(format!("{shown}: {whole}"))),
+        },
+    };
+    let mut collected = Collected::default();
+    for payload in payloads {
+        if let Some(issues) = &payload.outcome {
+            return Err(CliError::BadInput(format!(
+                "{shown}: an OperationOutcome, not data: {}",
+                issues.join("; ")
+            )));
+        }
+        collected.add(payload);
+    }
+    Ok(collected)
+}
+
+/// Reads a Bundle file (or NDJSON of them) and builds the patient's snapshot. Kinds of resources present for the
 /// patient count as searched (a Bundle file is the whole record the user gives).
 pub fn snapshot_from_bundle(
     rules: &lrt_engine::RuleSet,
@@ -121,18 +160,7 @@ pub fn snapshot_from_bundle(
     now: Option<DateTime<Utc>>,
 ) -> Result<(PatientSnapshot, DateTime<Utc>), CliError> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| CliError::BadInput(format!("{shown}: cannot read: {e}")))?;
-    let payload =
-        lrt_fhir::parse(&text).map_err(|e| CliError::BadInput(format!("{shown}: {e}")))?;
-    if let Some(issues) = &payload.outcome {
-        return Err(CliError::BadInput(format!(
-            "{shown}: an OperationOutcome, not data: {}",
-            issues.join("; ")
-        )));
-    }
-    let mut collected = Collected::default();
-    collected.add(payload);
+    let collected = read_payloads(path)?;
     let now = match now.or_else(|| collected.newest_observation(patient)) {
         Some(t) => t,
         None => {

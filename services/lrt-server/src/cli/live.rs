@@ -77,6 +77,11 @@ async fn live(rules_dir: &Path) -> Result<(), CliError> {
     let jwks_file = keys.path().join("demo-jwks.json");
     std::fs::write(&jwks_file, signer.jwks().to_string())
         .map_err(|e| fail("key file")(e.to_string()))?;
+    // The private key too, so that the printed commands mint tokens of their own
+    // (`lrt dev token`): every token is good for one call (jti).
+    let key_file = keys.path().join("demo-key.json");
+    std::fs::write(&key_file, signer.private_jwk().to_string())
+        .map_err(|e| fail("key file")(e.to_string()))?;
     let mut issuer = TrustedIssuer::new(ISSUER);
     issuer.jwks_file = Some(jwks_file);
 
@@ -151,14 +156,15 @@ async fn live(rules_dir: &Path) -> Result<(), CliError> {
     let evaluation = card["extension"]["org.lrt-cds"]["evaluationId"]
         .as_str()
         .unwrap_or("");
-    let api_token = signer.sign(
-        &signer.header(),
-        &signer.claims(&format!("{base}/api/v1"), 3600),
-    );
-    let discovery_token = signer.sign(
-        &signer.header(),
-        &signer.claims(&format!("{base}/cds-services"), 3600),
-    );
+    let lrt = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "lrt".into());
+    let mint = |aud: &str| {
+        format!(
+            "$({lrt} dev token --key {} --aud {aud})",
+            key_file.display()
+        )
+    };
     let mut out = vec![
         String::new(),
         "=== lrt serve is running ===".to_string(),
@@ -177,11 +183,12 @@ async fn live(rules_dir: &Path) -> Result<(), CliError> {
         ),
         String::new(),
         format!(
-            "A real CDS Hooks call (patient-view for {PATIENT}); each token is used once (jti), so"
+            "A real CDS Hooks call (patient-view for {PATIENT}); to make it again (each command mints"
         ),
-        "run the curl with a new token from a new `lrt demo` or your own signer:".to_string(),
+        "a token of its own with the demo key: a token is good for one call), paste:".to_string(),
         format!(
-            "  curl -s -X POST {url} -H 'Content-Type: application/json' \\\n    -H 'Authorization: Bearer {token}' \\\n    --data @{}",
+            "  curl -s -X POST {url} -H 'Content-Type: application/json' \\\n    -H \"Authorization: Bearer {}\" \\\n    --data @{}",
+            mint(&url),
             request_file.display()
         ),
         String::new(),
@@ -201,15 +208,23 @@ async fn live(rules_dir: &Path) -> Result<(), CliError> {
     }
     out.extend([
         String::new(),
-        "Where to look (tokens valid for one hour, one use each):".to_string(),
-        format!("  discovery:   curl -s {base}/cds-services -H 'Authorization: Bearer {discovery_token}'"),
-        format!("  evaluation:  curl -s {base}/api/v1/evaluations/{evaluation} -H 'Authorization: Bearer {api_token}'"),
+        "Where to look (paste as they are; each mints its own token):".to_string(),
+        format!(
+            "  discovery:   curl -s {base}/cds-services -H \"Authorization: Bearer {}\"",
+            mint(&format!("{base}/cds-services"))
+        ),
+        format!(
+            "  evaluation:  curl -s {base}/api/v1/evaluations/{evaluation} -H \"Authorization: Bearer {}\"",
+            mint(&format!("{base}/api/v1"))
+        ),
         format!("  health:      curl -s {base}/health/ready"),
         format!("  metrics:     curl -s {base}/metrics"),
         format!("  OpenAPI:     curl -s {base}/openapi.yaml"),
         "  the 69 MIMIC requests: ../shared/data/cds-hooks-requests/mimic-lrt/ (set fhirServer to the FHIR server above)".to_string(),
         String::new(),
-        "Press Ctrl-C to stop (the FHIR server and a throw-away database stop with it).".to_string(),
+        format!(
+            "Serving on {base} until Ctrl-C (the FHIR server and a throw-away database stop with it)."
+        ),
     ]);
     super::write_stdout(&(out.join("\n") + "\n"))?;
     let _ = server.await;

@@ -1,6 +1,7 @@
 //! Command-line interface: argument parsing and dispatch. Each subcommand has its own module.
 
 mod demo;
+mod dev;
 mod diff;
 mod evaluate;
 mod live;
@@ -21,9 +22,10 @@ use lrt_engine::{RuleSet, RuleSetError};
     about = "Lung Rescue Team clinical decision support"
 )]
 pub struct Cli {
-    /// The rules root folder (holds index.json and the rule-set versions).
-    #[arg(long, global = true, env = "LRT_RULES_DIR", default_value = "rules")]
-    rules_dir: PathBuf,
+    /// The rules root folder (holds index.json and the rule-set versions; default `rules`). For
+    /// `serve`, `check-config` and `migrate` it replaces the configuration's `rules_dir`.
+    #[arg(long, global = true, env = "LRT_RULES_DIR")]
+    rules_dir: Option<PathBuf>,
     /// Print compact JSON instead of indented JSON.
     #[arg(long, global = true)]
     compact: bool,
@@ -42,8 +44,16 @@ enum Command {
     Demo(demo::Args),
     /// Run the CDS Hooks service.
     Serve(serve::Args),
-    /// Apply the database migrations.
-    Migrate(serve::Args),
+    /// Make every check `lrt serve` makes (configuration, rule sets, key and secret files),
+    /// without starting or touching the database.
+    CheckConfig(serve::Args),
+    /// Apply the database migrations (or list them with `--dry-run`).
+    Migrate(serve::MigrateArgs),
+    /// Run the retention purge of `[retention]` once (`lrt serve` runs it every hour).
+    Purge(serve::Args),
+    /// Development and test helpers (never needed in production).
+    #[command(subcommand)]
+    Dev(dev::Command),
 }
 
 /// A failure, with the exit code it maps to.
@@ -70,20 +80,29 @@ impl CliError {
 
 pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
     let ctx = Ctx {
-        rules_dir: cli.rules_dir,
+        rules_dir: cli
+            .rules_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("rules")),
+        rules_dir_override: cli.rules_dir,
         compact: cli.compact,
     };
     match cli.command {
         Command::Evaluate(args) => evaluate::run(&ctx, args),
         Command::Rules(cmd) => rules::run(&ctx, cmd),
         Command::Demo(args) => demo::run(&ctx, args),
-        Command::Serve(args) => serve::serve(args),
-        Command::Migrate(args) => serve::migrate(args),
+        Command::Serve(args) => serve::serve(&ctx, args),
+        Command::CheckConfig(args) => serve::check_config(&ctx, args),
+        Command::Migrate(args) => serve::migrate(&ctx, args),
+        Command::Purge(args) => serve::purge(&ctx, args),
+        Command::Dev(cmd) => dev::run(&ctx, cmd),
     }
 }
 
 pub struct Ctx {
     rules_dir: PathBuf,
+    /// `--rules-dir` as given (None: not given), for the commands that read a configuration.
+    rules_dir_override: Option<PathBuf>,
     compact: bool,
 }
 

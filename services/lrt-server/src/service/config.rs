@@ -43,6 +43,7 @@ const KEYS: &[&str] = &[
     "log_format",
     "paging",
     "ehr",
+    "retention",
 ];
 
 /// Everything `lrt serve` needs. Every key has a default except the database URL and, unless
@@ -92,6 +93,8 @@ pub struct Config {
     pub paging: super::paging::PagingConfig,
     /// The EHR's FHIR server for evaluations without a CDS Hooks call (`[ehr]`).
     pub ehr: EhrConfig,
+    /// How long patient data and rows are kept (`[retention]`; both off by default).
+    pub retention: super::retention::RetentionConfig,
 }
 
 /// `[ehr]`: where evaluations that do not come with a CDS Hooks call (FHIR Subscription
@@ -112,6 +115,32 @@ pub struct EhrConfig {
     pub subscription_secret_env: Option<String>,
     /// The worker that evaluates stored Subscription notifications (`[ehr.inbox]`).
     pub inbox: super::inbox::InboxConfig,
+    /// SMART Backend Services (`[ehr.smart]`): access tokens from the EHR's authorization server
+    /// with a signed client assertion, instead of a static token.
+    pub smart: Option<SmartConfig>,
+}
+
+/// `[ehr.smart]`: the service as a SMART Backend Services client of the EHR.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmartConfig {
+    /// The client id the EHR registered for this service.
+    pub client_id: String,
+    /// The token endpoint; by default read from `{fhir_base}/.well-known/smart-configuration`.
+    pub token_url: Option<String>,
+    /// The SMART scopes asked for, space-separated (e.g. `system/Patient.rs system/Observation.rs`).
+    pub scope: String,
+    /// The private key (PKCS#8 PEM) whose public key the EHR holds (its JWK Set).
+    pub private_key_file: PathBuf,
+    /// The key's `kid` as registered.
+    pub key_id: String,
+    /// `ES384` (default) or `RS384`.
+    #[serde(default = "es384")]
+    pub algorithm: lrt_fhir::smart::Algorithm,
+}
+
+fn es384() -> lrt_fhir::smart::Algorithm {
+    lrt_fhir::smart::Algorithm::ES384
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -180,6 +209,7 @@ impl Default for Config {
             log_format: LogFormat::Json,
             paging: super::paging::PagingConfig::default(),
             ehr: EhrConfig::default(),
+            retention: super::retention::RetentionConfig::default(),
         }
     }
 }
@@ -194,8 +224,16 @@ pub enum ConfigError {
 }
 
 impl Config {
-    /// Defaults, then the file (if given), then `LRT_*` variables, then `DATABASE_URL`.
+    /// Defaults, then the file (if given), then `LRT_*` variables, then `DATABASE_URL`; checked.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let config = Config::read(file)?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// [`Config::load`] without the checks of what only `lrt serve` needs (`lrt migrate` and
+    /// `lrt purge` need the database and `[retention]`, not `[auth]`).
+    pub fn read(file: Option<&Path>) -> Result<Config, ConfigError> {
         let mut figment = Figment::new();
         if let Some(file) = file {
             if !file.is_file() {
@@ -220,7 +258,6 @@ impl Config {
         if config.database_url.is_none() {
             config.database_url = std::env::var("DATABASE_URL").ok().filter(|s| !s.is_empty());
         }
-        config.check()?;
         Ok(config)
     }
 
@@ -265,6 +302,32 @@ impl Config {
             }
         }
         self.paging.check().map_err(ConfigError::Invalid)?;
+        self.retention.check().map_err(ConfigError::Invalid)?;
+        if let Some(smart) = &self.ehr.smart {
+            if self.ehr.token_file.is_some() || self.ehr.token_env.is_some() {
+                return Err(ConfigError::Invalid(
+                    "ehr: give either ehr.smart (SMART Backend Services) or a static token (token_file / token_env), not both".into(),
+                ));
+            }
+            if let Some(url) = &smart.token_url {
+                let u = url::Url::parse(url).map_err(|e| {
+                    ConfigError::Invalid(format!("ehr.smart.token_url {url:?}: {e}"))
+                })?;
+                let loopback = u
+                    .host_str()
+                    .is_some_and(|h| h == "localhost" || h == "127.0.0.1" || h == "[::1]");
+                if u.scheme() != "https" && !loopback {
+                    return Err(ConfigError::Invalid(format!(
+                        "ehr.smart.token_url {url:?}: must be https (the client assertion must not travel in clear)"
+                    )));
+                }
+            }
+            if smart.scope.trim().is_empty() || smart.client_id.trim().is_empty() {
+                return Err(ConfigError::Invalid(
+                    "ehr.smart: client_id and scope must not be empty".into(),
+                ));
+            }
+        }
         self.ehr
             .inbox
             .check(self.limits.fhir_timeout())

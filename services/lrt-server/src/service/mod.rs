@@ -9,6 +9,8 @@
 //!   answer → one transaction) behind the hook call and the EHR-read evaluations;
 //! * [`inbox`]: Subscription notifications stored before the EHR is read, and their worker;
 //! * [`paging`]: the LRT pager consult (outbox, dispatcher, channels);
+//! * [`housekeeping`]: outbox backlog gauges, the purge of expired `jti` entries and the
+//!   retention purge ([`retention`]), on a timer;
 //! * [`store`]: PostgreSQL persistence; [`error`]: the one error type → OperationOutcome;
 //! * [`edges`]: what is refused at the door (NUL characters PostgreSQL cannot store);
 //! * [`telemetry`]: logs, traces, metrics.
@@ -19,9 +21,11 @@ pub mod auth;
 pub mod config;
 pub mod edges;
 pub mod error;
+pub mod housekeeping;
 pub mod inbox;
 pub mod paging;
 pub mod pipeline;
+pub mod retention;
 pub mod routes;
 pub mod state;
 pub mod store;
@@ -104,6 +108,11 @@ impl App {
                 let d = paging::dispatch::Dispatcher::new(self.state.pool.clone(), pager);
                 tokio::spawn(d.run(stopped.clone()))
             });
+        let housekeeping = tokio::spawn(housekeeping::run(
+            self.state.pool.clone(),
+            self.state.config.retention.clone(),
+            stopped.clone(),
+        ));
         let inbox_worker = (self.state.ehr.is_some() && self.state.config.ehr.inbox.worker)
             .then(|| tokio::spawn(inbox::worker::Worker::new(self.state.clone()).run(stopped)));
         let served = axum::serve(
@@ -122,6 +131,7 @@ impl App {
         if let Some(w) = inbox_worker {
             let _ = w.await;
         }
+        let _ = housekeeping.await;
         served
     }
 }
@@ -158,23 +168,50 @@ pub fn router(state: AppState) -> Router {
             error::outcome_for_bare_errors,
         ))
         .layer(
-            TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-                // The path only: query strings can carry patient ids.
-                let id = request
-                    .headers()
-                    .get(&REQUEST_ID)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
-                tracing::info_span!(
-                    "request",
-                    request_id = %id,
-                    method = %request.method(),
-                    route = %routes::route_label(request.uri().path()),
-                )
-            }),
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_response(access_log),
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+}
+
+/// The span of one request, named and attributed after the OpenTelemetry HTTP semantic
+/// conventions, child of the caller's `traceparent` when it sent one. The route label only:
+/// paths and query strings can carry patient ids.
+fn request_span<B>(request: &Request<B>) -> tracing::Span {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let id = request
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let route = routes::route_label(request.uri().path());
+    let method = request.method();
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %format_args!("{method} {route}"),
+        otel.kind = "server",
+        request_id = %id,
+        http.request.method = %method,
+        http.route = %route,
+        http.response.status_code = tracing::field::Empty,
+    );
+    let _ = span.set_parent(telemetry::caller_context(request.headers()));
+    span
+}
+
+/// The access log: one line per completed request (status and latency; the request span adds
+/// the request id, method and route).
+fn access_log<B>(response: &axum::http::Response<B>, latency: Duration, span: &tracing::Span) {
+    let status = response.status().as_u16();
+    span.record("http.response.status_code", status);
+    tracing::info!(
+        target: "lrt::access",
+        status,
+        latency_ms = latency.as_secs_f64() * 1000.0,
+        "request completed"
+    );
 }
 
 /// CORS for browser-based CDS clients (checklist A/H.34): the preflight needs no JWT, the

@@ -74,6 +74,28 @@ pub fn read_secret(
         .map(SecretString::from))
 }
 
+/// The SMART Backend Services client of `[ehr.smart]` (its key read now: a missing or wrong
+/// key stops the start).
+fn backend_auth(
+    smart: &super::config::SmartConfig,
+) -> Result<Arc<lrt_fhir::smart::BackendAuth>, String> {
+    use lrt_fhir::smart::{BackendAuth, BackendAuthConfig, SigningKey};
+    let key = SigningKey::from_pem_file(&smart.private_key_file, smart.algorithm, &smart.key_id)
+        .map_err(|e| format!("ehr.smart: {e}"))?;
+    let token_url = smart
+        .token_url
+        .as_deref()
+        .map(url::Url::parse)
+        .transpose()
+        .map_err(|e| format!("ehr.smart.token_url: {e}"))?;
+    Ok(BackendAuth::new(BackendAuthConfig {
+        client_id: smart.client_id.clone(),
+        token_url,
+        scope: smart.scope.clone(),
+        key,
+    }))
+}
+
 /// How CDS clients are authenticated.
 pub enum Auth {
     /// Signed JWTs from trusted issuers (production).
@@ -83,7 +105,22 @@ pub enum Auth {
 }
 
 impl AppState {
+    /// Every check, then the migrations (when `migrate_on_start`): a start with a bad
+    /// configuration, a missing key file or a rule set that does not load stops before the
+    /// database is touched.
     pub async fn new(config: Config) -> Result<AppState, StartError> {
+        let state = AppState::checked(config)?;
+        if state.config.migrate_on_start {
+            store::MIGRATOR.run(&state.pool).await?;
+        }
+        Ok(state)
+    }
+
+    /// The state built from `config` with every check `lrt serve` makes (configuration, rule
+    /// sets, key and secret files, allow list, card texts, paging channels) and no database
+    /// I/O: the pool is lazy. `lrt check-config` stops here.
+    pub fn checked(config: Config) -> Result<AppState, StartError> {
+        config.check()?;
         let root = RulesRoot::open(&config.rules_dir)?;
         let rules = Arc::new(root.load_active()?);
         let shadow = if config.shadow {
@@ -97,9 +134,6 @@ impl AppState {
             ))
         })?;
         let pool = store::connect_lazy(&url, config.database_max_connections)?;
-        if config.migrate_on_start {
-            store::MIGRATOR.run(&pool).await?;
-        }
         let auth = match (&config.auth, config.insecure_no_auth) {
             (_, true) => {
                 tracing::warn!("authentication is OFF (insecure_no_auth): development only");
@@ -191,8 +225,11 @@ impl AppState {
                     "LRT_SUBSCRIPTION_SECRET",
                 )
                 .map_err(|e| invalid(format!("ehr: {e}")))?;
-                let client = lrt_fhir::FhirClient::new(base, token, prefetch.client)
+                let mut client = lrt_fhir::FhirClient::new(base, token, prefetch.client)
                     .map_err(|e| invalid(format!("ehr.fhir_base: {e}")))?;
+                if let Some(smart) = &config.ehr.smart {
+                    client = client.with_backend_auth(backend_auth(smart).map_err(invalid)?);
+                }
                 Some(Arc::new(Ehr {
                     client,
                     subscription_secret,
@@ -202,6 +239,11 @@ impl AppState {
         };
         let dashboard = url::Url::parse(&format!("{}/", config.dashboard_base()))
             .map_err(|e| invalid(format!("dashboard_base_url: {e}")))?;
+        let metrics = telemetry::metrics();
+        telemetry::record_build_info(
+            &rules.label(),
+            shadow.as_ref().map(|s| s.label()).as_deref(),
+        );
         Ok(AppState {
             discovery: Arc::new(lrt_hooks::services::discovery(&rules)),
             plan: Arc::new(PrefetchPlan::new(&rules)),
@@ -218,7 +260,7 @@ impl AppState {
             rules,
             shadow,
             auth: Arc::new(auth),
-            metrics: telemetry::metrics(),
+            metrics,
             started: Instant::now(),
         })
     }

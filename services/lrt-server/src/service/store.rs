@@ -400,10 +400,10 @@ pub async fn first_use_of_jti(
 }
 
 /// Deletes expired replay entries; returns how many.
-pub async fn purge_expired_jti(pool: &PgPool) -> Result<u64, sqlx::Error> {
+pub async fn purge_expired_jti<'e>(db: impl sqlx::PgExecutor<'e>) -> Result<u64, sqlx::Error> {
     Ok(
         sqlx::query("DELETE FROM jwt_replay WHERE expires_at < now() - interval '5 minutes'")
-            .execute(pool)
+            .execute(db)
             .await?
             .rows_affected(),
     )

@@ -86,6 +86,17 @@ impl Channels {
         Ok(Channels { webhook, fhir })
     }
 
+    /// The configured channels' names (`webhook`, `fhir`).
+    pub fn names(&self) -> Vec<&'static str> {
+        [
+            self.webhook.as_ref().map(|_| "webhook"),
+            self.fhir.as_ref().map(|_| "fhir"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+
     /// Delivers `payload` on `channel`; Ok(HTTP status) on success.
     pub async fn deliver(&self, channel: Channel, payload: &Value) -> Result<u16, DeliveryError> {
         match channel {
@@ -197,9 +208,12 @@ impl Webhook {
             serde_json::to_vec(payload).map_err(|e| DeliveryError::Connection(e.to_string()))?;
         let timestamp = chrono::Utc::now().timestamp();
         let key = payload["idempotency_key"].as_str().unwrap_or_default();
+        let mut trace = reqwest::header::HeaderMap::new();
+        crate::service::telemetry::inject_trace_context(&mut trace);
         let response = self
             .http
             .post(&self.url)
+            .headers(trace)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header("Idempotency-Key", key)
             .header("X-LRT-Timestamp", timestamp.to_string())

@@ -13,6 +13,7 @@ use chrono::Utc;
 use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use super::outbox::{self, AttemptOutcome, Claimed, Recorded};
 use super::{Channel, Pager};
@@ -76,7 +77,10 @@ impl Dispatcher {
             for c in claimed {
                 let (pool, pager, worker) =
                     (self.pool.clone(), self.pager.clone(), self.worker.clone());
-                in_flight.spawn(async move { deliver_one(&pool, &pager, &worker, c).await });
+                let span = delivery_span(&c);
+                in_flight.spawn(
+                    async move { deliver_one(&pool, &pager, &worker, c).await }.instrument(span),
+                );
             }
             if got > 0 {
                 continue;
@@ -93,8 +97,25 @@ impl Dispatcher {
     }
 }
 
-/// One step: deliver a claimed page on its channel and record the attempt.
-#[tracing::instrument(name = "page.deliver", skip_all, fields(page = %claimed.page_id, channel = %claimed.channel, attempt = claimed.attempts))]
+/// The span of one delivery attempt: in the trace of the request that wrote the page.
+fn delivery_span(claimed: &Claimed) -> tracing::Span {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let span = tracing::info_span!(
+        "page.deliver",
+        page = %claimed.page_id,
+        channel = %claimed.channel,
+        attempt = claimed.attempts,
+    );
+    if let Some(traceparent) = &claimed.trace_context {
+        let _ = span.set_parent(crate::service::telemetry::context_from_traceparent(
+            traceparent,
+        ));
+    }
+    span
+}
+
+/// One step: deliver a claimed page on its channel and record the attempt (in the span
+/// [`delivery_span`] made).
 async fn deliver_one(pool: &PgPool, pager: &Pager, worker: &str, claimed: Claimed) {
     let started_at = Utc::now();
     let clock = Instant::now();

@@ -53,8 +53,8 @@ pub async fn write_page(
         serde_json::to_value(&plan.triggers).map_err(|e| sqlx::Error::Encode(e.into()))?;
     sqlx::query(
         "INSERT INTO consult_page (id, evaluation_id, patient_id, fhir_server, urgency, triggers, \
-         new_reasons, ruleset_version, payload, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+         new_reasons, ruleset_version, payload, created_at, trace_context) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(plan.page_id)
     .bind(plan.evaluation_id)
@@ -66,6 +66,7 @@ pub async fn write_page(
     .bind(&plan.ruleset_label)
     .bind(&payload)
     .bind(created_at)
+    .bind(crate::service::telemetry::current_traceparent())
     .execute(&mut **tx)
     .await?;
     for channel in &plan.channels {
@@ -102,6 +103,8 @@ pub struct Claimed {
     pub payload: Value,
     pub patient_id: String,
     pub urgency: String,
+    /// The `traceparent` of the request that wrote the page (None: tracing was off).
+    pub trace_context: Option<String>,
 }
 
 /// Claims up to `limit` due deliveries for `lease`: pending, due, and not claimed by a live
@@ -125,7 +128,7 @@ pub async fn claim(
            FROM due WHERE d.id = due.id \
            RETURNING d.id, d.page_id, d.channel, d.attempts, d.deadline, d.claim_token) \
          SELECT c.id, c.page_id, c.channel, c.attempts, c.deadline, c.claim_token, p.payload, \
-           p.patient_id, p.urgency \
+           p.patient_id, p.urgency, p.trace_context \
          FROM claimed c JOIN consult_page p ON p.id = c.page_id",
     )
     .bind(limit)
