@@ -48,8 +48,13 @@ if [ -z "$promtool" ]; then
       echo "deploy-check: fetching promtool from Debian's prometheus $version into $cache (once per machine)..." >&2
       work=$(mktemp -d)
       trap 'rm -rf "$work"' EXIT
-      (cd "$work" && apt-get download -qq "prometheus=$version" >/dev/null 2>&1) \
-        || { echo "deploy-check: apt-get download prometheus=$version failed" >&2; exit 1; }
+      # A stale package list may name a version the mirror no longer has: update once and retry.
+      if ! (cd "$work" && apt-get download -qq "prometheus=$version" >/dev/null 2>&1); then
+        [ "$(id -u)" = 0 ] && apt-get update -qq >/dev/null
+        version=$(apt-cache policy prometheus 2>/dev/null | awk '/Candidate:/ {print $2}')
+        (cd "$work" && apt-get download -qq "prometheus=$version" >/dev/null 2>&1) \
+          || { echo "deploy-check: apt-get download prometheus=$version failed" >&2; exit 1; }
+      fi
       dpkg-deb -x "$work"/prometheus_*.deb "$work/x"
       dir="$cache/promtool-${version//[^A-Za-z0-9.+-]/_}"
       rm -rf "$dir.partial" && mkdir -p "$dir.partial"
