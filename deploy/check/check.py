@@ -8,7 +8,8 @@
    ServiceMonitor, PrometheusRule) against the openAPIV3Schema of their CRDs, vendored in
    deploy/check/crds/ (strict in the same way). An object of any other kind fails the check.
 3. Checks what a platform team expects of the lrt-cds pods in every rendering (security context,
-   probes, resources, graceful shutdown, spread) and that no Secret is rendered from the repo.
+   probes, resources, graceful shutdown, spread), that every pod template rendered meets Pod
+   Security "restricted" (which the namespace enforces), and that no Secret is rendered.
 4. Proves the validator catches mistakes: a copy of the base with an unknown container field
    (imagePullPolicyy) and one with an unknown CloudNativePG field must both be refused.
 5. Alerts: the PrometheusRule's rules through `promtool check rules` and the unit tests of
@@ -168,6 +169,34 @@ def check_service_pods(docs, where):
     return problems
 
 
+def check_restricted(docs, where):
+    """Pod Security "restricted" (the namespace enforces it) for every pod template rendered here:
+    what the admission controller would refuse, found before a cluster does."""
+    problems = []
+    for d in docs:
+        tpl = d.get("spec", {}).get("template", {}).get("spec") if d["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job") else None
+        if tpl is None:
+            continue
+        psc = tpl.get("securityContext", {})
+        for c in tpl.get("initContainers", []) + tpl.get("containers", []):
+            csc = c.get("securityContext", {})
+            name = f"{where}: {d['kind']}/{d['metadata']['name']} container {c['name']}"
+            if csc.get("allowPrivilegeEscalation") is not False:
+                problems.append(f"{name}: allowPrivilegeEscalation must be false")
+            if "ALL" not in csc.get("capabilities", {}).get("drop", []):
+                problems.append(f"{name}: capabilities must drop ALL")
+            if not csc.get("runAsNonRoot", psc.get("runAsNonRoot", False)):
+                problems.append(f"{name}: runAsNonRoot must be true")
+            if csc.get("seccompProfile", psc.get("seccompProfile", {})).get("type") not in ("RuntimeDefault", "Localhost"):
+                problems.append(f"{name}: seccompProfile must be RuntimeDefault")
+            if csc.get("privileged"):
+                problems.append(f"{name}: privileged")
+        for v in tpl.get("volumes", []):
+            if "hostPath" in v:
+                problems.append(f"{where}: {d['kind']}/{d['metadata']['name']}: hostPath volume {v['name']}")
+    return problems
+
+
 # --- metric names -------------------------------------------------------------------------------
 
 
@@ -273,6 +302,7 @@ def main():
             counts[check] = counts.get(check, 0) + 1
             kinds_seen.add(d["kind"] if check == "core" else f"{d['kind']} (CRD)")
         problems += check_service_pods(docs, r)
+        problems += check_restricted(docs, r)
         collector_problems, n = check_collector(docs)
         problems += [f"{r}: {p}" for p in collector_problems]
         pipelines.append(f"{r} {n}")
@@ -355,7 +385,7 @@ def main():
     print(f"deploy-check: {counts['core']} core objects valid against the Kubernetes {K8S_VERSION} API schemas (strict), "
           f"{counts['crd']} custom resources valid against their vendored CRD schemas (strict)")
     print(f"deploy-check: kinds: {', '.join(sorted(kinds_seen))}")
-    print("deploy-check: the lrt-cds pods have the security context, probes, resources, preStop and spread; no Secret rendered")
+    print("deploy-check: the lrt-cds pods have the security context, probes, resources, preStop and spread; every pod template meets Pod Security \"restricted\"; no Secret rendered")
     print("deploy-check: refused as expected: containers[0].imagePullPolicyy, Cluster spec.instancess, replicas \"three\", a missing kustomize resource")
     print(f"deploy-check: {n_rules} alert rules pass promtool check rules; {n_tests} promtool unit tests pass")
     print(f"deploy-check: {len(dash_exprs)} dashboard queries and {len(rule_exprs)} alert expressions name only emitted metrics"
