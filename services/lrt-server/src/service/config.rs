@@ -380,7 +380,26 @@ mod tests {
     /// key known, every value checked), so that a copy of it starts.
     #[test]
     fn the_example_configuration_is_valid() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/lrt.example.toml");
+        let config = deploy_config("deploy/lrt.example.toml");
+        assert!(config.ehr.inbox.worker);
+        assert_eq!(config.ehr.inbox.horizon_s, 6 * 3600);
+    }
+
+    /// So are the configurations the Kubernetes manifests mount (the base's and the demo
+    /// overlay's ConfigMap `lrt-config`).
+    #[test]
+    fn the_kubernetes_configurations_are_valid() {
+        let base = deploy_config("deploy/kubernetes/base/config.toml");
+        assert!(base.migrate_on_start);
+        assert_eq!(base.rules_dir, Path::new("/opt/lrt/rules"));
+        let demo = deploy_config("deploy/kubernetes/overlays/demo/config.toml");
+        assert!(demo.auth.is_some());
+    }
+
+    fn deploy_config(relative: &str) -> Config {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(relative);
         let config: Config = Figment::new()
             .merge(Toml::file(&path))
             .extract()
@@ -388,7 +407,6 @@ mod tests {
         config
             .check()
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        assert!(config.ehr.inbox.worker);
-        assert_eq!(config.ehr.inbox.horizon_s, 6 * 3600);
+        config
     }
 }
