@@ -22,6 +22,7 @@ pub mod error;
 pub mod inbox;
 pub mod paging;
 pub mod pipeline;
+pub mod quality;
 pub mod routes;
 pub mod state;
 pub mod store;
@@ -134,6 +135,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::hooks::routes())
         .merge(routes::api::routes())
         .merge(routes::pages::routes())
+        .merge(routes::quality::routes())
         .merge(routes::notifications::routes())
         .merge(routes::subscription::routes())
         .merge(routes::health::routes())
