@@ -860,6 +860,8 @@ async fn the_openapi_document_matches_the_router() {
         ("GET", "/api/v1/quality/feedback"),
         ("GET", "/api/v1/quality/consults"),
         ("GET", "/api/v1/quality/shadow"),
+        ("GET", "/api/v1/quality/patients"),
+        ("GET", "/api/v1/quality/data-quality"),
         ("GET", "/health/live"),
         ("GET", "/health/ready"),
         ("GET", "/metrics"),

@@ -343,6 +343,40 @@ async fn alerts_count_calls_cards_latency_and_errors_per_tenant() {
         json!([{"recommendation": "ECMO_CENTER_CONSULT", "calls": 4}])
     );
 
+    // The same as CSV: one long table.
+    let csv = s
+        .app
+        .http
+        .get(
+            s.app
+                .url(&format!("/api/v1/quality/alerts?{WINDOW}&interval=day")),
+        )
+        .bearer_auth(s.quality.token(&s.app.url("/api/v1")))
+        .header("accept", "text/csv")
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(csv.status(), StatusCode::OK);
+    assert_eq!(
+        csv.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("text/csv; charset=utf-8")
+    );
+    let csv = csv.text().await.expect("a body");
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "section,dimensions,measure,value");
+    for row in [
+        "totals,,calls,7",
+        "totals,,card_share,0.8",
+        "series,start=2026-11-03T00:00:00Z,calls,2",
+        "errors_by_status,\"status=412;error_code=prefetch_unavailable\",calls,1",
+        "by_category,category=eligible,calls,1",
+        "by_recommendation,recommendation=ECMO_CENTER_CONSULT,calls,4",
+    ] {
+        assert!(lines.contains(&row), "{row} in\n{csv}");
+    }
+
     // Tenant A: its four answered calls, none of B's, and no error (an error row names no
     // tenant). Latencies 10, 20, 30, 40: p50 25, p90 at rank 2.7 → 37, p99 at 2.97 → 39.7.
     let (status, a) = s
@@ -1034,4 +1068,240 @@ async fn shadow_agreement_per_field_and_the_disagreements_paginated() {
     // A cursor that this API did not give: 400 naming it.
     let (status, body) = s.get(&s.a, "/api/v1/quality/shadow?cursor=abc").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}
+
+impl Setup {
+    /// Sets when the evaluations (active and shadow) of the call `request` were created.
+    async fn set_evaluated(&self, request: &Value, at: &str) {
+        let done = sqlx::query(
+            "UPDATE evaluation SET created_at = $2::timestamptz WHERE hook_instance = $1",
+        )
+        .bind(hook_instance(request))
+        .bind(at)
+        .execute(&self.app.pool)
+        .await
+        .expect("updated");
+        assert_eq!(done.rows_affected(), 2, "an active and a shadow evaluation");
+    }
+}
+
+/// Patients: each patient counted once per ECMO category, at its first time in it; a patient
+/// first in a category before the window is not counted in it; another tenant's not at all.
+///
+/// Tenant A (times set afterwards): X borderline on 11-02 and 11-03, eligible on 11-04; Y
+/// eligible on 11-03; Z stable (not indicated) on 11-02; W borderline on 10-30 (before the
+/// window) and on 11-03. Tenant B: V borderline on 11-02.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patients_are_counted_at_their_first_time_in_each_category() {
+    let s = setup().await;
+    let (x, y, z, w, v) = (
+        patient("x"),
+        patient("y"),
+        patient("z"),
+        patient("w"),
+        patient("v"),
+    );
+    for (who, p, gases, at) in [
+        (&s.a, &x, BORDERLINE, "2026-11-02T10:00:00Z"),
+        (&s.a, &x, BORDERLINE, "2026-11-03T10:00:00Z"),
+        (&s.a, &x, ELIGIBLE, "2026-11-04T10:00:00Z"),
+        (&s.a, &y, ELIGIBLE, "2026-11-03T11:00:00Z"),
+        (&s.a, &z, STABLE, "2026-11-02T12:00:00Z"),
+        (&s.a, &w, BORDERLINE, "2026-10-30T10:00:00Z"),
+        (&s.a, &w, BORDERLINE, "2026-11-03T12:00:00Z"),
+        (&s.b, &v, BORDERLINE, "2026-11-02T13:00:00Z"),
+    ] {
+        let (request, _) = s.hook(who, p, gases).await;
+        s.set_evaluated(&request, at).await;
+    }
+    let (status, a) = s
+        .get(
+            &s.a,
+            &format!("/api/v1/quality/patients?{WINDOW}&interval=day"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{a}");
+    assert_eq!(
+        a["by_category"],
+        json!([
+            {"category": "eligible", "patients": 2},
+            {"category": "borderline", "patients": 1},
+            {"category": "not_indicated", "patients": 1},
+        ])
+    );
+    assert_eq!(
+        a["series"],
+        json!([
+            {"start": "2026-11-02T00:00:00Z", "category": "borderline", "patients": 1},
+            {"start": "2026-11-02T00:00:00Z", "category": "not_indicated", "patients": 1},
+            {"start": "2026-11-03T00:00:00Z", "category": "eligible", "patients": 1},
+            {"start": "2026-11-04T00:00:00Z", "category": "eligible", "patients": 1},
+        ])
+    );
+    // By month, from October: W's borderline counts in October, X's in November.
+    let (_, months) = s
+        .get(
+            &s.a,
+            "/api/v1/quality/patients?from=2026-10-01T00:00:00Z&to=2026-12-01T00:00:00Z&interval=month",
+        )
+        .await;
+    assert_eq!(
+        months["series"],
+        json!([
+            {"start": "2026-10-01T00:00:00Z", "category": "borderline", "patients": 1},
+            {"start": "2026-11-01T00:00:00Z", "category": "borderline", "patients": 1},
+            {"start": "2026-11-01T00:00:00Z", "category": "eligible", "patients": 2},
+            {"start": "2026-11-01T00:00:00Z", "category": "not_indicated", "patients": 1},
+        ])
+    );
+    // The quality team: V too.
+    let (_, q) = s
+        .get(&s.quality, &format!("/api/v1/quality/patients?{WINDOW}"))
+        .await;
+    assert_eq!(
+        q["by_category"],
+        json!([
+            {"category": "borderline", "patients": 2},
+            {"category": "eligible", "patients": 2},
+            {"category": "not_indicated", "patients": 1},
+        ])
+    );
+}
+
+/// Data quality: the items of the evaluations ranked by code and subject, counted by hand from
+/// each evaluation's assessment; another tenant's not counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_quality_items_are_ranked_by_code_and_subject() {
+    let s = setup().await;
+    // FiO2 0.5 sent with the unit %: read as a fraction, with a warning naming the observation.
+    const FRACTION_AS_PERCENT: &[Gas] = &[("2026-11-30T12:00:00Z", 100.0, 0.5)];
+    let mut ids = Vec::new();
+    for (i, gases) in [BORDERLINE, STABLE, FRACTION_AS_PERCENT, BORDERLINE]
+        .iter()
+        .enumerate()
+    {
+        let p = patient(&format!("dq{i}"));
+        let (_, _) = s.hook(&s.a, &p, gases).await;
+        let (_, list) = s
+            .get(
+                &s.a,
+                &format!("/api/v1/evaluations?patient={p}&role=active"),
+            )
+            .await;
+        ids.push(
+            list["evaluations"][0]["id"]
+                .as_str()
+                .expect("an id")
+                .to_string(),
+        );
+    }
+    // Two patients whose FiO2 was charted 3 hours before the PaO2 (the pairing window is
+    // 60 minutes): no P/F, `missing_or_unpaired:fio2`.
+    for i in 0..2 {
+        let p = patient(&format!("dqu{i}"));
+        let mut r = synthetic::patient_view(&p, BORDERLINE);
+        for entry in r["prefetch"]["Observation"]["entry"]
+            .as_array_mut()
+            .expect("entries")
+        {
+            if entry["resource"]["code"]["coding"][0]["code"] == "3150-0" {
+                entry["resource"]["effectiveDateTime"] = json!("2026-11-30T09:00:00Z");
+            }
+        }
+        let (status, body) = s.post(&s.a, PV, &r).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (_, list) = s
+            .get(
+                &s.a,
+                &format!("/api/v1/evaluations?patient={p}&role=active"),
+            )
+            .await;
+        ids.push(
+            list["evaluations"][0]["id"]
+                .as_str()
+                .expect("an id")
+                .to_string(),
+        );
+    }
+    s.hook(&s.b, &patient("dqb"), FRACTION_AS_PERCENT).await;
+    // By hand: code before the first `:`; the subject is the detail's leading concept name for
+    // stale/conflict/missing/missing_or_unpaired, the detail for unmapped, else none.
+    let mut expected = std::collections::BTreeMap::<(String, Option<String>), i64>::new();
+    let mut with_items = 0;
+    for id in &ids {
+        let e = s.evaluation(&s.a, id).await;
+        let items = e["assessment"]["data_quality"]
+            .as_array()
+            .expect("data_quality")
+            .clone();
+        with_items += i64::from(!items.is_empty());
+        let mut seen = std::collections::BTreeSet::new();
+        for item in &items {
+            let item = item.as_str().expect("an item");
+            let (code, detail) = item.split_once(':').unwrap_or((item, ""));
+            let subject = match code {
+                "stale" | "conflict" | "missing" | "missing_or_unpaired" => {
+                    let concept: String = detail
+                        .chars()
+                        .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                        .collect();
+                    (!concept.is_empty()).then_some(concept)
+                }
+                "unmapped" => Some(detail.to_string()),
+                _ => None,
+            };
+            if seen.insert((code.to_string(), subject.clone())) {
+                *expected.entry((code.to_string(), subject)).or_default() += 1;
+            }
+        }
+    }
+    assert_eq!(
+        expected.get(&("fio2_fraction_with_percent_unit".into(), None)),
+        Some(&1),
+        "{expected:?}"
+    );
+    assert_eq!(
+        expected.get(&("missing_or_unpaired".into(), Some("fio2".into()))),
+        Some(&2),
+        "{expected:?}"
+    );
+    let (status, a) = s.get(&s.a, "/api/v1/quality/data-quality").await;
+    assert_eq!(status, StatusCode::OK, "{a}");
+    assert_eq!(a["evaluations"], 6);
+    assert_eq!(a["evaluations_with_items"], with_items);
+    let got: std::collections::BTreeMap<(String, Option<String>), i64> = a["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| {
+            assert!(
+                i["patients"] == i["evaluations"],
+                "one evaluation per patient: {i}"
+            );
+            (
+                (
+                    i["code"].as_str().expect("a code").to_string(),
+                    i["subject"].as_str().map(str::to_string),
+                ),
+                i["evaluations"].as_i64().expect("a count"),
+            )
+        })
+        .collect();
+    assert_eq!(got, expected);
+    // Ranked: counts never increase down the list.
+    let counts: Vec<i64> = a["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|i| i["evaluations"].as_i64())
+        .collect();
+    assert!(counts.windows(2).all(|w| w[0] >= w[1]), "{counts:?}");
+    assert_eq!(
+        a["items"][0]["code"], "missing_or_unpaired",
+        "{}",
+        a["items"]
+    );
+    assert_eq!(a["items"][0]["subject"], "fio2");
+    let (_, q) = s.get(&s.quality, "/api/v1/quality/data-quality").await;
+    assert_eq!(q["evaluations"], 7);
 }

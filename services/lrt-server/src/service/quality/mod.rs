@@ -12,11 +12,15 @@
 //!
 //! One module per aggregate: [`alerts`] (hook calls and cards), [`feedback`] (accepted and
 //! overridden cards), [`consults`] (pages and their timeliness), [`shadow`] (active and shadow
-//! evaluations of the same call compared).
+//! evaluations of the same call compared), [`patients`] (distinct patients per ECMO category) and
+//! [`data_quality`] (what the EHR fails to chart).
 
 pub mod alerts;
 pub mod consults;
+pub mod csv;
+pub mod data_quality;
 pub mod feedback;
+pub mod patients;
 pub mod shadow;
 
 use chrono::{DateTime, Datelike, Duration, Utc};

@@ -57,6 +57,8 @@ pub fn route_label(path: &str) -> &'static str {
             "feedback" => "/api/v1/quality/feedback",
             "consults" => "/api/v1/quality/consults",
             "shadow" => "/api/v1/quality/shadow",
+            "patients" => "/api/v1/quality/patients",
+            "data-quality" => "/api/v1/quality/data-quality",
             _ => "other",
         },
         (Some("api"), Some("v1"), Some("subscription-notifications"), None) => {
