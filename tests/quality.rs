@@ -719,23 +719,17 @@ async fn feedback_counts_outcomes_per_card_type_and_recommendation_and_ranks_rea
     );
 }
 
-/// The page of a patient, from `/api/v1/pages` (waiting until it is written).
+/// The newest page of a patient, from `/api/v1/pages` (waiting until one is written).
 async fn page_of(s: &Setup, who: &Caller, patient: &str) -> Value {
-    let mut found = Value::Null;
-    let ok = eventually(Duration::from_secs(10), || {
-        let path = format!("/api/v1/pages?patient={patient}");
-        async move {
-            let (_, list) = s.get(who, &path).await;
-            list["pages"].as_array().is_some_and(|p| p.len() == 1)
-        }
+    let path = format!("/api/v1/pages?patient={patient}");
+    let written = eventually(Duration::from_secs(10), || async {
+        let (_, list) = s.get(who, &path).await;
+        list["pages"].as_array().is_some_and(|p| !p.is_empty())
     })
     .await;
-    assert!(ok, "a page for {patient}");
-    let (_, list) = s
-        .get(who, &format!("/api/v1/pages?patient={patient}"))
-        .await;
-    found.clone_from(&list["pages"][0]);
-    found
+    assert!(written, "a page for {patient}");
+    let (_, list) = s.get(who, &path).await;
+    list["pages"][0].clone()
 }
 
 /// Waits until the page of `patient` is in `state`.
@@ -1304,4 +1298,187 @@ async fn data_quality_items_are_ranked_by_code_and_subject() {
     assert_eq!(a["items"][0]["subject"], "fio2");
     let (_, q) = s.get(&s.quality, "/api/v1/quality/data-quality").await;
     assert_eq!(q["evaluations"], 7);
+}
+
+/// Every `/api/v1/quality/…` operation of `openapi/openapi.yaml` is routed, has a metrics label,
+/// and answers 200 with a body its document's schema accepts (JSON), or CSV when asked; odd but
+/// well-formed parameters are answered 200 or 400, never 5xx.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_quality_answer_matches_the_openapi_document() {
+    let s = setup().await;
+    let (_, cards) = s.hook(&s.a, &patient("o1"), ELIGIBLE).await;
+    s.feedback(
+        &s.a,
+        &cards[0],
+        "overridden",
+        "2026-12-01T10:00:00Z",
+        Some(json!({"userComment": "seen"})),
+    )
+    .await;
+    s.hook(&s.a, &patient("o2"), STABLE).await;
+    let doc: Value = serde_saphyr::from_str(lrt_server::service::routes::health::OPENAPI)
+        .expect("the OpenAPI document reads");
+    let quality: Vec<(&String, &Value)> = doc["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .filter(|(path, _)| path.starts_with("/api/v1/quality/"))
+        .collect();
+    assert_eq!(
+        quality.len(),
+        6,
+        "alerts, feedback, consults, shadow, patients, data-quality"
+    );
+    for (path, item) in quality {
+        assert_ne!(
+            lrt_server::service::routes::route_label(path),
+            "other",
+            "{path}"
+        );
+        let content = &item["get"]["responses"]["200"]["content"];
+        let mut schema = content["application/json"]["schema"].clone();
+        schema["components"] = doc["components"].clone();
+        let validator = jsonschema::draft202012::new(&schema).expect("the schema compiles");
+        assert!(
+            !validator.is_valid(&json!({"totals": {}})),
+            "{path}: the schema checks"
+        );
+        let (status, body) = s.get(&s.quality, path).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        let errors: Vec<String> = validator
+            .iter_errors(&body)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{path}: {errors:?}\n{body:#}");
+        assert!(content["text/csv"].is_object(), "{path} documents its CSV");
+        let csv = s
+            .app
+            .http
+            .get(s.app.url(path))
+            .bearer_auth(s.a.token(&s.app.url("/api/v1")))
+            .header("accept", "application/json;q=0.5, text/csv")
+            .send()
+            .await
+            .expect("an answer");
+        assert_eq!(csv.status(), StatusCode::OK, "{path}");
+        let text = csv.text().await.expect("a body");
+        assert!(
+            text.starts_with("section,dimensions,measure,value\r\n"),
+            "{path}: {text}"
+        );
+        for query in [
+            "from=0001-01-01T00:00:00Z",
+            "to=9999-12-31T23:59:59Z",
+            "from=2026-12-31T23:59:60Z",
+            "from=2026-11-01T00:00:00%2B14:00&to=2026-11-02T00:00:00-12:00&interval=month",
+            "interval=",
+            "tenant=%C3%A9",
+            "limit=-1",
+            "cursor=",
+            "from=2026-11-01T00:00:00Z&from=2026-11-02T00:00:00Z",
+        ] {
+            let (status, body) = s.get(&s.quality, &format!("{path}?{query}")).await;
+            assert!(
+                status == StatusCode::OK || status == StatusCode::BAD_REQUEST,
+                "{path}?{query}: {status} {body}"
+            );
+            if status == StatusCode::OK {
+                let errors: Vec<String> = validator
+                    .iter_errors(&body)
+                    .map(|e| e.to_string())
+                    .collect();
+                assert!(errors.is_empty(), "{path}?{query}: {errors:?}");
+            } else {
+                assert_eq!(body["resourceType"], "OperationOutcome", "{path}?{query}");
+            }
+        }
+    }
+}
+
+/// Consults: the delay runs from the *first qualifying* evaluation: an earlier evaluation of the
+/// same patient and tenant that carried the page's reason without paging counts, one before the
+/// patient's previous page or of another tenant does not.
+///
+/// Patient Q (tenant A, borderline each time): call 1 pages (P0); call 2 is inside the repeat
+/// window (no page); P0 is then moved to 11-08, so call 3 pages again (P2). Times: call 2 at
+/// 11-10 10:00:00, call 3 and P2 at 10:10:00, P2 delivered at 10:10:05 and acknowledged at
+/// 10:20:00. Tenant B evaluates a patient with the same id at 09:00:00 (no page: Q was paged).
+/// From call 2: 605 s to delivery, 1,200 s to acknowledgement (from B's, 3,905 and 4,200).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consult_delays_run_from_the_first_qualifying_evaluation() {
+    let s = setup().await;
+    let q = patient("q");
+    let (call1, _) = s.hook(&s.a, &q, BORDERLINE).await;
+    let p0 = page_state(&s, &s.a, &q, "delivered").await;
+    let (call2, _) = s.hook(&s.a, &q, BORDERLINE).await;
+    let (_, list) = s.get(&s.a, &format!("/api/v1/pages?patient={q}")).await;
+    assert_eq!(
+        list["pages"].as_array().map(Vec::len),
+        Some(1),
+        "call 2 pages no one"
+    );
+    let p0_id: uuid::Uuid = p0["id"].as_str().expect("an id").parse().expect("a uuid");
+    sqlx::query("UPDATE consult_page SET created_at = '2026-11-08T10:00:00Z' WHERE id = $1")
+        .bind(p0_id)
+        .execute(&s.app.pool)
+        .await
+        .expect("P0 moved");
+    s.set_evaluated(&call1, "2026-11-08T10:00:00Z").await;
+    let (call3, _) = s.hook(&s.a, &q, BORDERLINE).await;
+    let pages = eventually(Duration::from_secs(10), || async {
+        let (_, l) = s.get(&s.a, &format!("/api/v1/pages?patient={q}")).await;
+        l["pages"].as_array().is_some_and(|p| p.len() == 2)
+    })
+    .await;
+    assert!(pages, "call 3 pages again");
+    let (other, _) = s.hook(&s.b, &q, BORDERLINE).await;
+    s.set_evaluated(&other, "2026-11-10T09:00:00Z").await;
+    s.set_evaluated(&call2, "2026-11-10T10:00:00Z").await;
+    s.set_evaluated(&call3, "2026-11-10T10:10:00Z").await;
+    let done = sqlx::query(
+        "UPDATE consult_page SET created_at = '2026-11-10T10:10:00Z', \
+           acknowledged_at = '2026-11-10T10:20:00Z' WHERE id <> $1 AND patient_id = $2",
+    )
+    .bind(p0_id)
+    .bind(&q)
+    .execute(&s.app.pool)
+    .await
+    .expect("P2 set");
+    assert_eq!(done.rows_affected(), 1);
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM page_delivery d JOIN consult_page p ON p.id = d.page_id \
+                 WHERE p.patient_id = $1 AND d.state = 'delivered'",
+            )
+            .bind(&q)
+            .fetch_one(&s.app.pool)
+            .await
+            .is_ok_and(|n| n == 2)
+        })
+        .await,
+        "P2 delivered"
+    );
+    sqlx::query(
+        "UPDATE page_delivery SET delivered_at = '2026-11-10T10:10:05Z' \
+         WHERE page_id IN (SELECT id FROM consult_page WHERE id <> $1 AND patient_id = $2)",
+    )
+    .bind(p0_id)
+    .bind(&q)
+    .execute(&s.app.pool)
+    .await
+    .expect("P2's delivery set");
+
+    let (status, a) = s
+        .get(
+            &s.a,
+            "/api/v1/quality/consults?from=2026-11-10T00:00:00Z&to=2026-11-11T00:00:00Z",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{a}");
+    assert_eq!(a["totals"]["pages"], 1);
+    let t = &a["timeliness_s"];
+    assert!(close(&t["to_delivery_median"], 605.0), "{t}");
+    assert!(close(&t["to_delivery_p90"], 605.0), "{t}");
+    assert!(close(&t["to_acknowledgement_median"], 1200.0), "{t}");
 }
