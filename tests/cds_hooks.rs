@@ -862,6 +862,8 @@ async fn the_openapi_document_matches_the_router() {
         ("GET", "/api/v1/quality/shadow"),
         ("GET", "/api/v1/quality/patients"),
         ("GET", "/api/v1/quality/data-quality"),
+        ("GET", "/api/v1/quality/measures"),
+        ("GET", "/api/v1/quality/measures/{id}"),
         ("GET", "/health/live"),
         ("GET", "/health/ready"),
         ("GET", "/metrics"),

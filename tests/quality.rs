@@ -481,6 +481,58 @@ async fn bad_parameters_are_400_naming_the_parameter() {
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 }
 
+/// A resource read by fhirbolt's FHIR R4 model in strict mode (no unknown member, every type
+/// right): the check of the MeasureReports and Measures.
+fn fhir_r4(resource: &Value) {
+    use fhirbolt::serde::{DeserializationConfig, DeserializationMode};
+    let read: Result<fhirbolt::model::r4::Resource, _> = fhirbolt::json::from_json_value(
+        resource.clone(),
+        Some(DeserializationConfig {
+            mode: DeserializationMode::Strict,
+        }),
+    );
+    if let Err(e) = read {
+        panic!("not FHIR R4: {e}\n{resource:#}");
+    }
+}
+
+impl Setup {
+    /// GETs an `/api/v1` path as `who`, asking for FHIR (`application/fhir+json`).
+    async fn get_fhir(&self, who: &Caller, path_and_query: &str) -> (StatusCode, String, Value) {
+        let res = self
+            .app
+            .http
+            .get(self.app.url(path_and_query))
+            .bearer_auth(who.token(&self.app.url("/api/v1")))
+            .header("accept", "application/fhir+json")
+            .send()
+            .await
+            .expect("the service answers");
+        let status = res.status();
+        let media = res
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let text = res.text().await.expect("a body");
+        (
+            status,
+            media,
+            serde_json::from_str(&text).unwrap_or(Value::Null),
+        )
+    }
+}
+
+/// The count of a MeasureReport group's population `code`.
+fn population(group: &Value, code: &str) -> Option<i64> {
+    group["population"]
+        .as_array()?
+        .iter()
+        .find(|p| p["code"]["coding"][0]["code"] == code)?["count"]
+        .as_i64()
+}
+
 /// The evaluation id a card names (`extension."org.lrt-cds".evaluationId`).
 fn evaluation_of(card: &Value) -> String {
     card["extension"]["org.lrt-cds"]["evaluationId"]
@@ -707,6 +759,23 @@ async fn feedback_counts_outcomes_per_card_type_and_recommendation_and_ranks_rea
         json!({"cards": 1, "accepted": 1, "overridden": 0, "no_feedback": 0, "acceptance_rate": 1.0})
     );
     assert_eq!(b["override_reasons"], json!([]));
+    // The alert-acceptance MeasureReport of the same: 6 cards, 5 with feedback, 2 accepted.
+    let (status, media, report) = s.get_fhir(&s.a, "/api/v1/quality/feedback").await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(media, "application/fhir+json");
+    fhir_r4(&report);
+    assert_eq!(report["resourceType"], "MeasureReport");
+    assert_eq!(report["type"], "summary");
+    assert_eq!(
+        report["measure"],
+        s.app.url("/api/v1/quality/measures/lrt-alert-acceptance")
+    );
+    let group = &report["group"][0];
+    assert_eq!(population(group, "initial-population"), Some(6));
+    assert_eq!(population(group, "denominator"), Some(5));
+    assert_eq!(population(group, "numerator"), Some(2));
+    assert!(close(&group["measureScore"]["value"], 0.4), "{group}");
+
     let (_, q) = s.get(&s.quality, "/api/v1/quality/feedback").await;
     assert_eq!(
         Outcomes::of(&q["totals"]),
@@ -914,6 +983,66 @@ async fn consults_count_pages_timeliness_dead_and_retried() {
         .get(&s.quality, &format!("/api/v1/quality/consults?{window}"))
         .await;
     assert_eq!(q["totals"], a["totals"]);
+    // The consult-timeliness MeasureReport: one group per statistic, scores in seconds.
+    let (status, _, report) = s
+        .get_fhir(&s.a, &format!("/api/v1/quality/consults?{window}"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    fhir_r4(&report);
+    assert_eq!(
+        report["period"],
+        json!({"start": "2026-11-10T00:00:00Z", "end": "2026-11-11T00:00:00Z"})
+    );
+    let groups = report["group"].as_array().expect("groups");
+    let expected = [
+        ("to-delivery-median", 3, 40.0),
+        ("to-delivery-p90", 3, 56.0),
+        ("to-acknowledgement-median", 2, 600.0),
+        ("to-acknowledgement-p90", 2, 840.0),
+    ];
+    assert_eq!(groups.len(), expected.len());
+    for (group, (name, observed, seconds)) in groups.iter().zip(expected) {
+        assert_eq!(group["code"]["text"], name);
+        assert_eq!(population(group, "initial-population"), Some(4), "{group}");
+        assert_eq!(
+            population(group, "measure-population"),
+            Some(observed),
+            "{group}"
+        );
+        assert!(close(&group["measureScore"]["value"], seconds), "{group}");
+        assert_eq!(group["measureScore"]["code"], "s");
+    }
+
+    // The Measures behind them are published, each FHIR R4.
+    let (status, _, bundle) = s.get_fhir(&s.a, "/api/v1/quality/measures").await;
+    assert_eq!(status, StatusCode::OK, "{bundle}");
+    fhir_r4(&bundle);
+    let urls: Vec<&str> = bundle["entry"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["resource"]["url"].as_str())
+        .collect();
+    assert_eq!(
+        urls,
+        [
+            s.app.url("/api/v1/quality/measures/lrt-alert-acceptance"),
+            s.app.url("/api/v1/quality/measures/lrt-consult-timeliness"),
+        ]
+    );
+    for id in ["lrt-alert-acceptance", "lrt-consult-timeliness"] {
+        let (status, _, m) = s
+            .get_fhir(&s.b, &format!("/api/v1/quality/measures/{id}"))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        fhir_r4(&m);
+        assert_eq!(
+            m["url"],
+            s.app.url(&format!("/api/v1/quality/measures/{id}"))
+        );
+    }
+    let (status, _, missing) = s.get_fhir(&s.a, "/api/v1/quality/measures/nope").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
 }
 
 /// Shadow: the active (0.2.0) and shadow (0.1.0) evaluations of each call compared per field;
@@ -1322,7 +1451,10 @@ async fn every_quality_answer_matches_the_openapi_document() {
         .as_object()
         .expect("paths")
         .iter()
-        .filter(|(path, _)| path.starts_with("/api/v1/quality/"))
+        .filter(|(path, item)| {
+            path.starts_with("/api/v1/quality/")
+                && item["get"]["responses"]["200"]["content"]["application/json"].is_object()
+        })
         .collect();
     assert_eq!(
         quality.len(),

@@ -13,13 +13,15 @@
 //! One module per aggregate: [`alerts`] (hook calls and cards), [`feedback`] (accepted and
 //! overridden cards), [`consults`] (pages and their timeliness), [`shadow`] (active and shadow
 //! evaluations of the same call compared), [`patients`] (distinct patients per ECMO category) and
-//! [`data_quality`] (what the EHR fails to chart).
+//! [`data_quality`] (what the EHR fails to chart); [`measure`] publishes two of them as FHIR
+//! `Measure`s and reports them as `MeasureReport`s, [`csv`] writes any of them as CSV.
 
 pub mod alerts;
 pub mod consults;
 pub mod csv;
 pub mod data_quality;
 pub mod feedback;
+pub mod measure;
 pub mod patients;
 pub mod shadow;
 
@@ -383,36 +385,19 @@ fn token(
 mod tests {
     use super::*;
 
+    /// The query string read as the handlers read it (axum's `Query`).
     fn raw(pairs: &[(&str, &str)]) -> RawQuery {
-        let text = pairs
+        let query = pairs
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join("&");
-        serde_urlencoded_like(&text)
-    }
-
-    /// The query string as axum's `Query` would read it (no percent-encoding in these tests).
-    fn serde_urlencoded_like(text: &str) -> RawQuery {
-        let mut q = RawQuery::default();
-        for pair in text.split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let v = Some(v.to_string());
-            match k {
-                "from" => q.from = v,
-                "to" => q.to = v,
-                "interval" => q.interval = v,
-                "service" => q.service = v,
-                "hook" => q.hook = v,
-                "tenant" => q.tenant = v,
-                "ruleset_version" => q.ruleset_version = v,
-                "category" => q.category = v,
-                "cursor" => q.cursor = v,
-                "limit" => q.limit = v,
-                other => panic!("{other}"),
-            }
-        }
-        q
+        let uri: axum::http::Uri = format!("/api/v1/quality/alerts?{query}")
+            .parse()
+            .expect("a URI");
+        axum::extract::Query::<RawQuery>::try_from_uri(&uri)
+            .expect("a query string")
+            .0
     }
 
     fn now() -> DateTime<Utc> {
@@ -468,10 +453,7 @@ mod tests {
         let q = QualityQuery::parse(
             &raw(&[
                 ("from", "2026-11-01T00:00:00Z"),
-                (
-                    "to",
-                    "2026-12-01T00:00:00%2B01:00".replace("%2B", "+").as_str(),
-                ),
+                ("to", "2026-12-01T00:00:00%2B01:00"),
                 ("interval", "week"),
                 ("service", "lrt-order-sign"),
                 ("hook", "order-sign"),

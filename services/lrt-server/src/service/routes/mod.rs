@@ -59,6 +59,10 @@ pub fn route_label(path: &str) -> &'static str {
             "shadow" => "/api/v1/quality/shadow",
             "patients" => "/api/v1/quality/patients",
             "data-quality" => "/api/v1/quality/data-quality",
+            "measures" if path.trim_matches('/').split('/').nth(4).is_some() => {
+                "/api/v1/quality/measures/{id}"
+            }
+            "measures" => "/api/v1/quality/measures",
             _ => "other",
         },
         (Some("api"), Some("v1"), Some("subscription-notifications"), None) => {

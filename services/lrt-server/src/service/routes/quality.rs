@@ -2,12 +2,14 @@
 //! and scoped like the rest of `/api/v1` ([`ApiCaller`]): a caller counts the rows of its own
 //! issuer and tenant, a quality issuer every tenant's. Each handler parses the query string into
 //! a [`QualityQuery`] (a bad value is a 400 naming the parameter) and answers JSON, or CSV (one
-//! long table, [`quality::csv`]) when the `Accept` header names `text/csv`.
+//! long table, [`quality::csv`]) when the `Accept` header names `text/csv`. The feedback and
+//! consults aggregates also answer a FHIR `MeasureReport` (`Accept: application/fhir+json`) of
+//! the published `Measure`s ([`quality::measure`]: `/api/v1/quality/measures[/{id}]`).
 
 use axum::Json;
 use axum::Router;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -16,7 +18,7 @@ use serde::Serialize;
 
 use crate::service::auth::{ApiCaller, Tenancy};
 use crate::service::error::ApiError;
-use crate::service::quality::{self, QualityQuery, RawQuery};
+use crate::service::quality::{self, QualityQuery, RawQuery, measure};
 use crate::service::state::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -27,6 +29,8 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/quality/shadow", get(shadow))
         .route("/api/v1/quality/patients", get(patients))
         .route("/api/v1/quality/data-quality", get(data_quality))
+        .route("/api/v1/quality/measures", get(measures))
+        .route("/api/v1/quality/measures/{id}", get(measure))
 }
 
 type QueryString = Result<Query<RawQuery>, QueryRejection>;
@@ -37,21 +41,38 @@ fn parameters(query: QueryString, tenancy: Tenancy) -> Result<QualityQuery, ApiE
     Ok(QualityQuery::parse(&raw, tenancy, Utc::now())?)
 }
 
-/// Whether the `Accept` header names `text/csv` (any quality value: the caller asked for it).
-fn wants_csv(headers: &HeaderMap) -> bool {
+/// Whether the `Accept` header names `media` (any quality value: the caller asked for it).
+fn accepts(headers: &HeaderMap, media: &str) -> bool {
     headers
         .get_all(header::ACCEPT)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|range| range.split(';').next())
-        .any(|media| media.trim().eq_ignore_ascii_case("text/csv"))
+        .any(|named| named.trim().eq_ignore_ascii_case(media))
+}
+
+/// Whether the caller asked for FHIR (a MeasureReport) and not for CSV.
+fn wants_fhir(headers: &HeaderMap) -> bool {
+    accepts(headers, "application/fhir+json") && !accepts(headers, "text/csv")
+}
+
+/// A FHIR resource, as `application/fhir+json`.
+fn fhir(resource: serde_json::Value) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/fhir+json"),
+        )],
+        Json(resource),
+    )
+        .into_response()
 }
 
 /// The aggregate as JSON, or as CSV when asked for.
 fn answer(headers: &HeaderMap, aggregate: &impl Serialize) -> Result<Response, ApiError> {
     let json = serde_json::to_value(aggregate).map_err(ApiError::internal)?;
-    if wants_csv(headers) {
+    if accepts(headers, "text/csv") {
         return Ok((
             [(
                 header::CONTENT_TYPE,
@@ -81,10 +102,12 @@ async fn feedback(
     query: QueryString,
 ) -> Result<Response, ApiError> {
     let q = parameters(query, tenancy)?;
-    answer(
-        &headers,
-        &quality::feedback::feedback(&state.pool, &q).await?,
-    )
+    let aggregate = quality::feedback::feedback(&state.pool, &q).await?;
+    if wants_fhir(&headers) {
+        let report = measure::alert_acceptance(state.config.base(), &aggregate, Utc::now());
+        return Ok(fhir(report));
+    }
+    answer(&headers, &aggregate)
 }
 
 async fn consults(
@@ -94,10 +117,27 @@ async fn consults(
     query: QueryString,
 ) -> Result<Response, ApiError> {
     let q = parameters(query, tenancy)?;
-    answer(
-        &headers,
-        &quality::consults::consults(&state.pool, &q).await?,
-    )
+    let aggregate = quality::consults::consults(&state.pool, &q).await?;
+    if wants_fhir(&headers) {
+        let report = measure::consult_timeliness(state.config.base(), &aggregate, Utc::now());
+        return Ok(fhir(report));
+    }
+    answer(&headers, &aggregate)
+}
+
+/// The published Measures (no tenant data: every `/api/v1` caller reads them).
+async fn measures(State(state): State<AppState>, _caller: ApiCaller) -> Response {
+    fhir(measure::measures(state.config.base()))
+}
+
+async fn measure(
+    State(state): State<AppState>,
+    _caller: ApiCaller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    measure::measure(state.config.base(), &id)
+        .map(fhir)
+        .ok_or_else(|| ApiError::NotFound(format!("no such measure: {id:?}")))
 }
 
 async fn patients(
