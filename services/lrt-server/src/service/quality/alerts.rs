@@ -17,7 +17,7 @@
 use serde::Serialize;
 use sqlx::PgPool;
 
-use super::{BUCKETS, EVALUATION_FILTERS, QualityQuery, Window};
+use super::{BUCKETS, CARDS, EVALUATION_FILTERS, QualityQuery, Window};
 
 /// The whole aggregate.
 #[derive(Debug, Serialize)]
@@ -113,8 +113,7 @@ fn calls_cte() -> String {
         "WITH calls AS ( \
            SELECT c.id, c.received_at, c.service_id, c.hook, c.status, c.error_code, c.latency_ms, \
              e.ecmo_category, \
-             CASE WHEN c.status = 200 THEN coalesce(e.response->'cards', '[]'::jsonb) \
-                  ELSE '[]'::jsonb END AS cards, \
+             CASE WHEN c.status = 200 THEN {CARDS} ELSE '[]'::jsonb END AS cards, \
              CASE WHEN c.status = 200 THEN coalesce(e.assessment->'recommendations', '[]'::jsonb) \
                   ELSE '[]'::jsonb END AS recommendations \
            FROM hook_call c LEFT JOIN evaluation e ON e.id = c.evaluation_id AND e.role = 'active' \

@@ -17,7 +17,7 @@
 use serde::Serialize;
 use sqlx::PgPool;
 
-use super::{BUCKETS, EVALUATION_FILTERS, QualityQuery, Window};
+use super::{BUCKETS, CARDS, EVALUATION_FILTERS, QualityQuery, Window};
 
 #[derive(Debug, Serialize)]
 pub struct Feedback {
@@ -86,9 +86,9 @@ fn cards_cte() -> String {
            SELECT e.id AS evaluation_id, e.created_at, e.service_id, \
              (card->>'uuid')::uuid AS card_uuid, card->>'indicator' AS indicator, \
              coalesce(e.assessment->'recommendations', '[]'::jsonb) AS recommendations \
-           FROM evaluation e, jsonb_array_elements(coalesce(e.response->'cards', '[]'::jsonb)) card \
+           FROM evaluation e, jsonb_array_elements({CARDS}) card \
            WHERE e.role = 'active' AND e.created_at >= $1 AND e.created_at < $2 \
-             AND card->>'uuid' IS NOT NULL \
+             AND card->>'uuid' ~* '^[0-9a-f]{{8}}-[0-9a-f]{{4}}-[0-9a-f]{{4}}-[0-9a-f]{{4}}-[0-9a-f]{{12}}$' \
              AND ($3::text IS NULL OR e.service_id = $3) AND ($4::text IS NULL OR e.hook = $4) \
              AND {EVALUATION_FILTERS}), \
          outcomes AS ( \

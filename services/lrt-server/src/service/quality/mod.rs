@@ -331,6 +331,11 @@ pub const EVALUATION_FILTERS: &str = "($5::text IS NULL OR e.tenant = $5) \
     AND ($7::text IS NULL OR e.ecmo_category = $7) \
     AND ($8::text IS NULL OR (e.client_iss = $8 AND e.tenant IS NOT DISTINCT FROM $9))";
 
+/// The `cards` of an evaluation `e`'s response as a JSON array (`[]` when the response has none:
+/// a Subscription or API evaluation answers a summary).
+pub const CARDS: &str = "CASE WHEN jsonb_typeof(e.response->'cards') = 'array' \
+    THEN e.response->'cards' ELSE '[]'::jsonb END";
+
 /// The time-series buckets of the window as SQL rows `b(start)` (UTC `timestamp`s), with the
 /// interval's name bound at `$10`: from the bucket holding `from` to the one holding the last
 /// instant before `to`.
