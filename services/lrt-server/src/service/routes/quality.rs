@@ -29,8 +29,8 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/quality/shadow", get(shadow))
         .route("/api/v1/quality/patients", get(patients))
         .route("/api/v1/quality/data-quality", get(data_quality))
-        .route("/api/v1/quality/measures", get(measures))
-        .route("/api/v1/quality/measures/{id}", get(measure))
+        .route("/api/v1/quality/measures", get(published_measures))
+        .route("/api/v1/quality/measures/{id}", get(published_measure))
 }
 
 type QueryString = Result<Query<RawQuery>, QueryRejection>;
@@ -126,11 +126,11 @@ async fn consults(
 }
 
 /// The published Measures (no tenant data: every `/api/v1` caller reads them).
-async fn measures(State(state): State<AppState>, _caller: ApiCaller) -> Response {
+async fn published_measures(State(state): State<AppState>, _caller: ApiCaller) -> Response {
     fhir(measure::measures(state.config.base()))
 }
 
-async fn measure(
+async fn published_measure(
     State(state): State<AppState>,
     _caller: ApiCaller,
     Path(id): Path<String>,
