@@ -325,11 +325,14 @@ impl QualityQuery {
 }
 
 /// The filters on an evaluation `e` bound by [`QualityQuery::bind`] (`$5`…`$9`): tenant, rule-set
-/// version, ECMO category, and the caller's tenancy.
+/// version, ECMO category, and the caller's tenancy. The tenancy is written as equalities (not
+/// `IS NOT DISTINCT FROM`) so that PostgreSQL can use the `(client_iss, tenant, created_at)`
+/// index (`migrations/20261204000000_quality.sql`).
 pub const EVALUATION_FILTERS: &str = "($5::text IS NULL OR e.tenant = $5) \
     AND ($6::text IS NULL OR e.ruleset_version = $6) \
     AND ($7::text IS NULL OR e.ecmo_category = $7) \
-    AND ($8::text IS NULL OR (e.client_iss = $8 AND e.tenant IS NOT DISTINCT FROM $9))";
+    AND ($8::text IS NULL OR (e.client_iss = $8 \
+         AND (e.tenant = $9 OR ($9::text IS NULL AND e.tenant IS NULL))))";
 
 /// The `cards` of an evaluation `e`'s response as a JSON array (`[]` when the response has none:
 /// a Subscription or API evaluation answers a summary).
