@@ -25,6 +25,7 @@ pub mod housekeeping;
 pub mod inbox;
 pub mod paging;
 pub mod pipeline;
+pub mod quality;
 pub mod retention;
 pub mod routes;
 pub mod state;
@@ -144,6 +145,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::hooks::routes())
         .merge(routes::api::routes())
         .merge(routes::pages::routes())
+        .merge(routes::quality::routes())
         .merge(routes::notifications::routes())
         .merge(routes::subscription::routes())
         .merge(routes::health::routes())

@@ -1,7 +1,8 @@
 //! Routes grouped by resource: [`hooks`] (CDS Hooks discovery, calls and feedback), [`api`]
 //! (`/api/v1`: evaluations and rule sets for the quality dashboard), [`pages`] (`/api/v1/pages`:
 //! the LRT consult pages), [`subscription`] (FHIR Subscription notifications) and
-//! [`notifications`] (their inbox on `/api/v1`), [`health`] (liveness,
+//! [`notifications`] (their inbox on `/api/v1`), [`quality`] (`/api/v1/quality/…`: the quality
+//! team's aggregates), [`health`] (liveness,
 //! readiness, metrics, the OpenAPI document).
 
 pub mod api;
@@ -9,6 +10,7 @@ pub mod health;
 pub mod hooks;
 pub mod notifications;
 pub mod pages;
+pub mod quality;
 pub mod subscription;
 
 use super::error::ApiError;
@@ -50,6 +52,19 @@ pub fn route_label(path: &str) -> &'static str {
         (Some("api"), Some("v1"), Some("evaluations"), Some(_)) => "/api/v1/evaluations/{id}",
         (Some("api"), Some("v1"), Some("rulesets"), _) => "/api/v1/rulesets",
         (Some("api"), Some("v1"), Some("pages"), None) => "/api/v1/pages",
+        (Some("api"), Some("v1"), Some("quality"), Some(aggregate)) => match aggregate {
+            "alerts" => "/api/v1/quality/alerts",
+            "feedback" => "/api/v1/quality/feedback",
+            "consults" => "/api/v1/quality/consults",
+            "shadow" => "/api/v1/quality/shadow",
+            "patients" => "/api/v1/quality/patients",
+            "data-quality" => "/api/v1/quality/data-quality",
+            "measures" if path.trim_matches('/').split('/').nth(4).is_some() => {
+                "/api/v1/quality/measures/{id}"
+            }
+            "measures" => "/api/v1/quality/measures",
+            _ => "other",
+        },
         (Some("api"), Some("v1"), Some("subscription-notifications"), None) => {
             "/api/v1/subscription-notifications"
         }
