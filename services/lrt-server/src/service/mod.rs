@@ -8,6 +8,7 @@
 //! * [`pipeline`]: the one evaluation pipeline (snapshot source → engine, active and shadow →
 //!   answer → one transaction) behind the hook call and the EHR-read evaluations;
 //! * [`inbox`]: Subscription notifications stored before the EHR is read, and their worker;
+//! * [`quality`]: the quality team's aggregates (`/api/v1/quality/...`), computed in SQL;
 //! * [`paging`]: the LRT pager consult (outbox, dispatcher, channels);
 //! * [`housekeeping`]: outbox backlog gauges, the purge of expired `jti` entries and the
 //!   retention purge ([`retention`]), on a timer;

@@ -4,8 +4,9 @@
 //! hospital's decision, not the software's:
 //! * `patient_data_days`: after it, an evaluation keeps what the quality dashboard counts
 //!   (service, hook, times, tenant, rule-set version and hash, Berlin and ECMO categories,
-//!   urgency, mechanisms, recommendations, consult triggers, data-quality items, P/F, card ids)
-//!   and loses the snapshot, the values and explanations of the assessment and the response; its
+//!   urgency, mechanisms, recommendations, consult triggers, data-quality items, P/F, and each
+//!   card's uuid and indicator) and loses the snapshot, the values and explanations of the
+//!   assessment and the cards' text; its
 //!   patient id becomes `sha256:<hex>` (distinct patients can still be counted, nobody can be
 //!   named). Pages lose their payload the same way; Subscription notifications their focus.
 //! * `row_days`: after it, rows are deleted (evaluations with their feedback and pages, hook
@@ -81,6 +82,13 @@ const KEPT_ASSESSMENT: &[&str] = &[
     "data_quality",
 ];
 
+/// What a purged evaluation keeps of its response: each card's uuid and indicator (what the
+/// alert and feedback aggregates count), not its text, which names values.
+const CARDS_KEPT: &str = "jsonb_build_object('cards', COALESCE((SELECT jsonb_agg(jsonb_build_object(\
+    'uuid', card->'uuid', 'indicator', card->'indicator')) FROM jsonb_array_elements(\
+    CASE WHEN jsonb_typeof(response->'cards') = 'array' THEN response->'cards' ELSE '[]'::jsonb END) card), \
+    '[]'::jsonb))";
+
 /// Runs the purge due under `config` unless another replica is running it (None).
 pub async fn purge(pool: &PgPool, config: &RetentionConfig) -> Result<Option<Purged>, sqlx::Error> {
     if !config.enabled() {
@@ -115,7 +123,7 @@ async fn purge_locked(pool: &PgPool, config: &RetentionConfig) -> Result<Purged,
                 .collect::<Vec<_>>()
                 .join(", ");
             sqlx::query(&format!(
-                "UPDATE evaluation SET snapshot = '{{}}'::jsonb, response = '{{}}'::jsonb, \
+                "UPDATE evaluation SET snapshot = '{{}}'::jsonb, response = {CARDS_KEPT}, \
                    assessment = jsonb_strip_nulls(jsonb_build_object({keep})), \
                    patient_id = 'sha256:' || encode(sha256(convert_to(patient_id, 'UTF8')), 'hex'), \
                    patient_data_purged_at = now() \
