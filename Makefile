@@ -19,7 +19,7 @@ export LRT_HFS_BIN ?= $(abspath $(HFS))
 SCHEMA_REQUIREMENTS = tests/schemathesis/requirements.txt
 SCHEMA_VENV = $(abspath $(or $(CARGO_TARGET_DIR),target))/schemathesis-venv
 
-.PHONY: demo test setup tools lint unit schema rules deploy-check bench load timings
+.PHONY: demo test setup tools lint build unit schema rules deploy-check bench load timings
 
 ## Run the demo: evaluates the knowledge base's worked cases and shows where to look.
 demo: setup tools
@@ -29,7 +29,22 @@ demo: setup tools
 
 ## Run every test: formatting, lints, unit/integration/CLI tests, the schema-driven run,
 ## rule-set check and cases, the deployment check.
-test: setup lint unit schema rules deploy-check
+## Each phase is timed and the timings are printed at the end (and on a failure, the phase that
+## failed), so that a slow phase shows in CI's log.
+TEST_PHASES = lint build tools unit schema rules deploy-check
+test: setup
+	@start=$$(date +%s); summary=""; \
+	for phase in $(TEST_PHASES); do \
+	  t0=$$(date +%s); \
+	  echo "== make test: $$phase"; \
+	  $(MAKE) --no-print-directory $$phase || { printf "%b\n" "make test: phase timings (s):$$summary" "make test: phase $$phase FAILED after $$(( $$(date +%s) - t0 )) s" >&2; exit 1; }; \
+	  summary="$$summary\n  $$phase $$(( $$(date +%s) - t0 ))"; \
+	done; \
+	printf "%b\n" "make test: phase timings (s):$$summary" "  total $$(( $$(date +%s) - start ))"
+
+## Compile every test and bench target (the unit phase then only runs them).
+build:
+	$(CARGO) test --workspace --locked --no-run
 
 setup:
 	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust with rustup first" >&2; exit 1; }
