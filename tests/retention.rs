@@ -9,8 +9,6 @@ use axum::http::StatusCode;
 use lrt_e2e::pager::{PagerReceiver, eventually};
 use lrt_e2e::service::TestApp;
 use lrt_e2e::synthetic::{BORDERLINE, STABLE, patient_view};
-use lrt_server::service::config::EvaluationTime;
-use lrt_server::service::paging::WebhookConfig;
 use lrt_server::service::retention::{self, RetentionConfig};
 use serde_json::{Value, json};
 
@@ -56,22 +54,7 @@ async fn age(app: &TestApp, patient: &str, days: i32) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_purge_removes_patient_data_then_rows_and_keeps_what_the_dashboard_counts() {
     let pager = PagerReceiver::start("test-only-webhook-secret").await;
-    let dir = tempfile::tempdir().unwrap();
-    let secret = dir.path().join("webhook");
-    std::fs::write(&secret, &pager.secret).unwrap();
-    let url = pager.url.clone();
-    let app = TestApp::spawn(move |c| {
-        c.insecure_no_auth = true;
-        c.evaluation_time = EvaluationTime::NewestBloodGas;
-        c.paging.webhook = Some(WebhookConfig {
-            url,
-            secret_file: Some(secret),
-            secret_env: None,
-            timeout_ms: 2_000,
-        });
-        c.paging.poll_interval_ms = 50;
-    })
-    .await;
+    let (app, _dir) = TestApp::spawn_paging_to(&pager, |c| c.insecure_no_auth = true).await;
 
     // Three patients: "old" (200 days: past both horizons), "middle" (100 days: patient data
     // due, row kept) and "new" (today). "old" and "middle" page; "middle" has feedback.

@@ -9,8 +9,7 @@ use lrt_e2e::otlp::OtlpReceiver;
 use lrt_e2e::pager::{PagerReceiver, eventually};
 use lrt_e2e::service::TestApp;
 use lrt_e2e::synthetic::{BORDERLINE, patient_view};
-use lrt_server::service::config::{EvaluationTime, LogFormat};
-use lrt_server::service::paging::WebhookConfig;
+use lrt_server::service::config::LogFormat;
 use lrt_server::service::telemetry;
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -25,22 +24,7 @@ async fn spans_reach_an_otlp_receiver_in_the_callers_trace_and_the_page_carries_
     let telemetry = telemetry::init_with(LogFormat::Json, Some(otlp.endpoint.clone()));
 
     let pager = PagerReceiver::start("test-only-webhook-secret").await;
-    let dir = tempfile::tempdir().unwrap();
-    let secret = dir.path().join("webhook");
-    std::fs::write(&secret, &pager.secret).unwrap();
-    let url = pager.url.clone();
-    let app = TestApp::spawn(move |c| {
-        c.insecure_no_auth = true;
-        c.evaluation_time = EvaluationTime::NewestBloodGas;
-        c.paging.webhook = Some(WebhookConfig {
-            url,
-            secret_file: Some(secret),
-            secret_env: None,
-            timeout_ms: 2_000,
-        });
-        c.paging.poll_interval_ms = 50;
-    })
-    .await;
+    let (app, _dir) = TestApp::spawn_paging_to(&pager, |c| c.insecure_no_auth = true).await;
 
     let response = app
         .http

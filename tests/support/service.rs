@@ -119,6 +119,32 @@ impl TestApp {
         }
     }
 
+    /// The service paging to `pager`'s webhook (its secret in a file of the returned folder;
+    /// the dispatcher polls every 50 ms), evaluating at the newest blood gas (synthetic and
+    /// MIMIC patients), with `edit` applied last.
+    pub async fn spawn_paging_to(
+        pager: &crate::pager::PagerReceiver,
+        edit: impl FnOnce(&mut Config),
+    ) -> (TestApp, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let secret = dir.path().join("webhook-secret");
+        std::fs::write(&secret, &pager.secret).expect("the secret file");
+        let url = pager.url.clone();
+        let app = TestApp::spawn(move |c| {
+            c.evaluation_time = lrt_server::service::config::EvaluationTime::NewestBloodGas;
+            c.paging.webhook = Some(lrt_server::service::paging::WebhookConfig {
+                url,
+                secret_file: Some(secret),
+                secret_env: None,
+                timeout_ms: 2_000,
+            });
+            c.paging.poll_interval_ms = 50;
+            edit(c);
+        })
+        .await;
+        (app, dir)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

@@ -89,6 +89,9 @@ const CARDS_KEPT: &str = "jsonb_build_object('cards', COALESCE((SELECT jsonb_agg
     CASE WHEN jsonb_typeof(response->'cards') = 'array' THEN response->'cards' ELSE '[]'::jsonb END) card), \
     '[]'::jsonb))";
 
+/// A patient id replaced by its SHA-256 (distinct patients can still be counted).
+const HASHED_PATIENT: &str = "'sha256:' || encode(sha256(convert_to(patient_id, 'UTF8')), 'hex')";
+
 /// Runs the purge due under `config` unless another replica is running it (None).
 pub async fn purge(pool: &PgPool, config: &RetentionConfig) -> Result<Option<Purged>, sqlx::Error> {
     if !config.enabled() {
@@ -116,56 +119,31 @@ async fn purge_locked(pool: &PgPool, config: &RetentionConfig) -> Result<Purged,
     let mut purged = Purged::default();
     if config.patient_data_days > 0 {
         let days = days(config.patient_data_days);
-        purged.evaluations_anonymised = repeat(pool, |pool| async move {
-            let keep = KEPT_ASSESSMENT
-                .iter()
-                .map(|k| format!("'{k}', assessment->'{k}'"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            sqlx::query(&format!(
-                "UPDATE evaluation SET snapshot = '{{}}'::jsonb, response = {CARDS_KEPT}, \
-                   assessment = jsonb_strip_nulls(jsonb_build_object({keep})), \
-                   patient_id = 'sha256:' || encode(sha256(convert_to(patient_id, 'UTF8')), 'hex'), \
-                   patient_data_purged_at = now() \
-                 WHERE id IN (SELECT id FROM evaluation WHERE patient_data_purged_at IS NULL \
-                   AND created_at < now() - make_interval(days => $1) LIMIT $2)"
-            ))
-            .bind(days)
-            .bind(BATCH)
-            .execute(&pool)
-            .await
-            .map(|r| r.rows_affected())
-        })
-        .await?;
-        purged.pages_anonymised = repeat(pool, |pool| async move {
-            sqlx::query(
-                "UPDATE consult_page SET payload = '{}'::jsonb, \
-                   patient_id = 'sha256:' || encode(sha256(convert_to(patient_id, 'UTF8')), 'hex'), \
-                   patient_data_purged_at = now() \
-                 WHERE id IN (SELECT id FROM consult_page WHERE patient_data_purged_at IS NULL \
-                   AND created_at < now() - make_interval(days => $1) LIMIT $2)",
-            )
-            .bind(days)
-            .bind(BATCH)
-            .execute(&pool)
-            .await
-            .map(|r| r.rows_affected())
-        })
-        .await?;
-        purged.notifications_anonymised = repeat(pool, |pool| async move {
-            sqlx::query(
-                "UPDATE subscription_inbox SET focus = '[]'::jsonb, patient_ids = '{}' \
-                 WHERE id IN (SELECT id FROM subscription_inbox WHERE state <> 'pending' \
-                   AND focus <> '[]'::jsonb \
-                   AND received_at < now() - make_interval(days => $1) LIMIT $2)",
-            )
-            .bind(days)
-            .bind(BATCH)
-            .execute(&pool)
-            .await
-            .map(|r| r.rows_affected())
-        })
-        .await?;
+        let kept = KEPT_ASSESSMENT
+            .iter()
+            .map(|k| format!("'{k}', assessment->'{k}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let evaluations = format!(
+            "UPDATE evaluation SET snapshot = '{{}}'::jsonb, response = {CARDS_KEPT}, \
+               assessment = jsonb_strip_nulls(jsonb_build_object({kept})), \
+               patient_id = {HASHED_PATIENT}, patient_data_purged_at = now() \
+             WHERE id IN (SELECT id FROM evaluation WHERE patient_data_purged_at IS NULL \
+               AND created_at < now() - make_interval(days => $1) LIMIT $2)"
+        );
+        let pages = format!(
+            "UPDATE consult_page SET payload = '{{}}'::jsonb, patient_id = {HASHED_PATIENT}, \
+               patient_data_purged_at = now() \
+             WHERE id IN (SELECT id FROM consult_page WHERE patient_data_purged_at IS NULL \
+               AND created_at < now() - make_interval(days => $1) LIMIT $2)"
+        );
+        let notifications = "UPDATE subscription_inbox SET focus = '[]'::jsonb, patient_ids = '{}' \
+             WHERE id IN (SELECT id FROM subscription_inbox WHERE state <> 'pending' \
+               AND focus <> '[]'::jsonb \
+               AND received_at < now() - make_interval(days => $1) LIMIT $2)";
+        purged.evaluations_anonymised = until_done(pool, &evaluations, days).await?;
+        purged.pages_anonymised = until_done(pool, &pages, days).await?;
+        purged.notifications_anonymised = until_done(pool, notifications, days).await?;
     }
     if config.row_days > 0 {
         let days = days(config.row_days);
@@ -193,15 +171,7 @@ async fn purge_locked(pool: &PgPool, config: &RetentionConfig) -> Result<Purged,
                WHERE state <> 'pending' AND received_at < now() - make_interval(days => $1) LIMIT $2)",
         ];
         for statement in statements {
-            purged.rows_deleted += repeat(pool, |pool| async move {
-                sqlx::query(statement)
-                    .bind(days)
-                    .bind(BATCH)
-                    .execute(&pool)
-                    .await
-                    .map(|r| r.rows_affected())
-            })
-            .await?;
+            purged.rows_deleted += until_done(pool, statement, days).await?;
         }
     }
     Ok(purged)
@@ -212,15 +182,17 @@ fn days(d: u32) -> i32 {
     i32::try_from(d).unwrap_or(i32::MAX)
 }
 
-/// Runs one batch statement until it changes nothing; the total of rows changed.
-async fn repeat<F, Fut>(pool: &PgPool, mut batch: F) -> Result<u64, sqlx::Error>
-where
-    F: FnMut(PgPool) -> Fut,
-    Fut: std::future::Future<Output = Result<u64, sqlx::Error>>,
-{
+/// Runs `sql` (binding the days as `$1` and the batch size as `$2`) until a batch changes
+/// fewer rows than the batch size; the total of rows changed.
+async fn until_done(pool: &PgPool, sql: &str, days: i32) -> Result<u64, sqlx::Error> {
     let mut total = 0;
     loop {
-        let n = batch(pool.clone()).await?;
+        let n = sqlx::query(sql)
+            .bind(days)
+            .bind(BATCH)
+            .execute(pool)
+            .await?
+            .rows_affected();
         total += n;
         if n < BATCH as u64 {
             return Ok(total);
