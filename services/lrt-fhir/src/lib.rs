@@ -27,7 +27,7 @@ pub mod smart;
 pub mod subscription;
 pub mod time;
 
-pub use bundle::{Payload, PayloadError, parse, parse_value};
+pub use bundle::{Payload, PayloadError, parse};
 pub use client::{ClientConfig, FhirClient, FhirError};
 pub use fetch::{Fetched, fetch_patient, fetch_patient_unwindowed};
 pub use mapping::{Collected, MapOptions, Searched, build_snapshot};

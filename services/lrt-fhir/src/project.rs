@@ -15,11 +15,20 @@
 //!   it has a data type: anything else is refused here with the member's path.
 //!
 //! Everything else (extensions, narrative, `meta`, members of resources the snapshot does not
-//! read, vendor additions) is dropped without being looked at. The pass is bounded: the tables
-//! have a fixed depth, `contained` resources are read one level deep, and the JSON it gets was
-//! parsed by `serde_json`, whose recursion limit (128) refuses deeper nesting.
+//! read, vendor additions) is dropped without being looked at: the parser skips it (its syntax
+//! is checked, no tree is built, and the skipping is iterative, so nesting depth costs no
+//! stack). The pass is bounded: the tables have a fixed depth, `contained` resources are read
+//! one level deep, and what is read goes through `serde_json`'s recursion limit (128).
 
-use serde_json::{Map, Value};
+use std::fmt::{self, Write as _};
+use std::str::FromStr;
+
+use serde::Deserialize;
+use serde::de::{
+    self, DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
+use serde_json::value::RawValue;
+use serde_json::{Map, Number, Value};
 
 /// Members of an element: `(name, shape)`.
 type Members = &'static [(&'static str, Shape)];
@@ -210,133 +219,722 @@ pub struct ShapeError {
     pub problem: String,
 }
 
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+/// The members of `resource` (JSON text) that the snapshot reads, with its `resourceType`,
+/// ready for fhirbolt's strict mode. `resource` must be a JSON object whose `resourceType` is
+/// read (see [`is_read`]).
+pub fn project(resource: &str) -> Result<Value, ShapeError> {
+    let refused = |path: &str, problem: String| ShapeError {
+        path: path.into(),
+        problem,
+    };
+    match scan(resource, false) {
+        Err(e) => Err(refused("", format!("not JSON: {e}"))),
+        Ok(Scanned::NotAResource | Scanned::Bundle(_)) => Err(refused(
+            "",
+            "a resource must be an object with a resourceType".into(),
+        )),
+        Ok(Scanned::Unread(rt)) => Err(refused(
+            "resourceType",
+            format!("`{rt}` is not a resource type read here"),
+        )),
+        Ok(Scanned::Resource { rt, projected, .. }) => {
+            let mut out = projected?;
+            out.insert("resourceType".into(), Value::String(rt));
+            Ok(Value::Object(out))
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Reading from the JSON text
+//
+// A prefetch value or a FHIR server's answer arrives as text and is read once, here, with serde
+// visitors: members that are not read are skipped by the parser (`IgnoredAny`: no tree, no
+// allocation), the members read are projected as they are parsed. Only the projected members
+// become a `serde_json::Value` (what fhirbolt is given).
+//
+// Exactly as a parsed tree would be read: a member given twice counts with its last value, and
+// of several faults in one object the first in the tables' order is reported. The fast path
+// streams an object whose first member is `resourceType` (how FHIR JSON is written); any other
+// object is read member by member from the text (`Lazy`), so the order of members never changes
+// the result.
+// ------------------------------------------------------------------------------------------
+
+/// serde_json's marker for a number when its `arbitrary_precision` feature is on (fhirbolt turns
+/// it on): the number reaches a visitor as a one-member map under this key, holding its text.
+const NUMBER_TOKEN: &str = "$serde_json::private::Number";
+
+/// A member name, borrowed from the text when it has no escapes.
+enum Key<'de> {
+    Borrowed(&'de str),
+    Owned(String),
+}
+
+impl Key<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            Key::Borrowed(s) => s,
+            Key::Owned(s) => s,
+        }
     }
 }
 
-/// The members of `resource` that the snapshot reads, ready for fhirbolt's strict mode.
-/// `resource` must be a JSON object whose `resourceType` is read (see [`is_read`]).
-pub fn project(resource: &Value) -> Result<Value, ShapeError> {
-    let Some(obj) = resource.as_object() else {
-        return Err(ShapeError {
-            path: String::new(),
-            problem: format!("a resource must be an object, found {}", kind(resource)),
-        });
-    };
-    let rt = obj
-        .get("resourceType")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let Some(members) = resource_members(rt) else {
-        return Err(ShapeError {
-            path: "resourceType".into(),
-            problem: format!("`{rt}` is not a resource type read here"),
-        });
-    };
-    let mut path = String::new();
-    let mut out = complex(obj, members, &mut path, true)?;
-    out.insert("resourceType".into(), Value::String(rt.to_string()));
-    Ok(Value::Object(out))
-}
-
-fn complex(
-    obj: &Map<String, Value>,
-    members: &[Members],
-    path: &mut String,
-    allow_contained: bool,
-) -> Result<Map<String, Value>, ShapeError> {
-    let mut out = Map::new();
-    for (name, shape) in members.iter().copied().flatten() {
-        let Some(v) = obj.get(*name) else { continue };
-        let len = path.len();
-        if !path.is_empty() {
-            path.push('.');
-        }
-        path.push_str(name);
-        let projected = member(v, *shape, path, allow_contained)?;
-        path.truncate(len);
-        if let Some(p) = projected {
-            out.insert((*name).to_string(), p);
-        }
-    }
-    Ok(out)
-}
-
-/// One member's value: an array is projected item by item (nulls dropped; empty → dropped).
-fn member(
-    v: &Value,
-    shape: Shape,
-    path: &mut String,
-    allow_contained: bool,
-) -> Result<Option<Value>, ShapeError> {
-    match v {
-        Value::Null => Ok(None),
-        Value::Array(items) => {
-            let mut kept = Vec::with_capacity(items.len());
-            for (i, item) in items.iter().enumerate() {
-                let len = path.len();
-                path.push_str(&format!("[{i}]"));
-                if item.is_array() {
-                    return Err(ShapeError {
-                        path: path.clone(),
-                        problem: "an array inside an array is not FHIR JSON".into(),
-                    });
-                }
-                let p = single(item, shape, path, allow_contained)?;
-                path.truncate(len);
-                kept.extend(p);
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a member name")
             }
-            Ok((!kept.is_empty()).then_some(Value::Array(kept)))
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key::Borrowed(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key::Owned(v.to_owned()))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key::Owned(v))
+            }
         }
-        _ => single(v, shape, path, allow_contained),
+        d.deserialize_str(KeyVisitor)
     }
 }
 
-fn single(
-    v: &Value,
-    shape: Shape,
-    path: &mut String,
-    allow_contained: bool,
-) -> Result<Option<Value>, ShapeError> {
-    match (shape, v) {
-        (_, Value::Null) => Ok(None),
-        (Primitive, Value::String(_) | Value::Number(_) | Value::Bool(_)) => Ok(Some(v.clone())),
-        (Primitive, _) => Err(ShapeError {
-            path: path.clone(),
-            problem: format!("expected a primitive value, found {}", kind(v)),
-        }),
-        (Complex(members), Value::Object(obj)) => Ok(Some(Value::Object(complex(
-            obj,
+/// Reads the rest of a map (the value of a key just read, when `pending`).
+fn drain<'de, A: MapAccess<'de>>(map: &mut A, pending: bool) -> Result<(), A::Error> {
+    if pending {
+        map.next_value::<IgnoredAny>()?;
+    }
+    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+    Ok(())
+}
+
+/// What one member becomes: its projection (`None`: dropped), or why it cannot be FHIR.
+type Projected = Result<Option<Value>, ShapeError>;
+
+/// The members of one object being projected, one slot per member of its tables; a member given
+/// twice keeps its last value, as in a parsed tree.
+struct Slots {
+    members: &'static [Members],
+    values: Vec<Option<Projected>>,
+}
+
+impl Slots {
+    fn new(members: &'static [Members]) -> Slots {
+        let n = members.iter().map(|m| m.len()).sum();
+        Slots {
             members,
-            path,
-            allow_contained,
-        )?))),
-        (Contained, Value::Object(obj)) => {
-            if !allow_contained {
-                return Err(ShapeError {
-                    path: path.clone(),
-                    problem: "a contained resource cannot contain resources".into(),
-                });
+            values: (0..n).map(|_| None).collect(),
+        }
+    }
+
+    fn find(&self, name: &str) -> Option<(usize, &'static str, Shape)> {
+        self.members
+            .iter()
+            .copied()
+            .flatten()
+            .enumerate()
+            .find(|(_, (n, _))| *n == name)
+            .map(|(i, (n, s))| (i, *n, *s))
+    }
+
+    /// The projected object: the members in the tables' order, or the first fault in that order.
+    fn finish(self) -> Result<Map<String, Value>, ShapeError> {
+        let mut out = Map::new();
+        for ((name, _), value) in self.members.iter().copied().flatten().zip(self.values) {
+            match value {
+                Some(Err(e)) => return Err(e),
+                Some(Ok(Some(v))) => {
+                    out.insert((*name).to_string(), v);
+                }
+                Some(Ok(None)) | None => {}
             }
-            // Only a contained Medication is read (a medication given by `#id` reference).
-            if obj.get("resourceType").and_then(Value::as_str) != Some("Medication") {
+        }
+        Ok(out)
+    }
+}
+
+/// Adds `.name` to a path.
+fn enter(path: &mut String, name: &str) -> usize {
+    let len = path.len();
+    if !path.is_empty() {
+        path.push('.');
+    }
+    path.push_str(name);
+    len
+}
+
+/// Projects one member's value as it is parsed (an array item by item, nulls dropped, an empty
+/// array dropped).
+struct ShapeSeed<'p> {
+    shape: Shape,
+    path: &'p mut String,
+    allow_contained: bool,
+    /// An item of an array (an array here is refused).
+    in_array: bool,
+}
+
+impl ShapeSeed<'_> {
+    fn fault(&self, problem: impl Into<String>) -> Projected {
+        Err(ShapeError {
+            path: self.path.clone(),
+            problem: problem.into(),
+        })
+    }
+
+    fn primitive(&self, found: &'static str, value: impl FnOnce() -> Value) -> Projected {
+        match self.shape {
+            Shape::Primitive => Ok(Some(value())),
+            Shape::Complex(_) | Shape::Contained => {
+                self.fault(format!("expected an object, found {found}"))
+            }
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for ShapeSeed<'_> {
+    type Value = Projected;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Projected, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ShapeSeed<'_> {
+    type Value = Projected;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Projected, E> {
+        Ok(Ok(None))
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Projected, E> {
+        Ok(Ok(None))
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Projected, E> {
+        Ok(self.primitive("a boolean", || Value::Bool(v)))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Projected, E> {
+        Ok(self.primitive("a number", || Value::from(v)))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Projected, E> {
+        Ok(self.primitive("a number", || Value::from(v)))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Projected, E> {
+        Ok(self.primitive("a number", || Value::from(v)))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Projected, E> {
+        Ok(self.primitive("a string", || Value::String(v.to_owned())))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Projected, E> {
+        Ok(self.primitive("a string", || Value::String(v)))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Projected, A::Error> {
+        if self.in_array {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            return Ok(self.fault("an array inside an array is not FHIR JSON"));
+        }
+        let mut kept = Vec::new();
+        let mut i = 0usize;
+        loop {
+            let len = self.path.len();
+            let _ = write!(self.path, "[{i}]");
+            let item = seq.next_element_seed(ShapeSeed {
+                shape: self.shape,
+                path: &mut *self.path,
+                allow_contained: self.allow_contained,
+                in_array: true,
+            })?;
+            match item {
+                None => {
+                    self.path.truncate(len);
+                    break;
+                }
+                Some(Ok(Some(v))) => kept.push(v),
+                Some(Ok(None)) => {}
+                Some(Err(e)) => {
+                    self.path.truncate(len);
+                    while seq.next_element::<IgnoredAny>()?.is_some() {}
+                    return Ok(Err(e));
+                }
+            }
+            self.path.truncate(len);
+            i += 1;
+        }
+        Ok(Ok((!kept.is_empty()).then_some(Value::Array(kept))))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Projected, A::Error> {
+        let first = map.next_key::<Key<'de>>()?;
+        if first.as_ref().is_some_and(|k| k.as_str() == NUMBER_TOKEN) {
+            let text: String = map.next_value()?;
+            let number = Number::from_str(&text).map_err(A::Error::custom)?;
+            drain(&mut map, false)?;
+            return Ok(self.primitive("a number", || Value::Number(number)));
+        }
+        match self.shape {
+            Shape::Primitive => {
+                drain(&mut map, first.is_some())?;
+                Ok(self.fault("expected a primitive value, found an object"))
+            }
+            Shape::Complex(members) => {
+                let object =
+                    stream_object(&mut map, first, members, self.path, self.allow_contained)?;
+                Ok(object.map(|o| Some(Value::Object(o))))
+            }
+            Shape::Contained => {
+                if !self.allow_contained {
+                    drain(&mut map, first.is_some())?;
+                    return Ok(self.fault("a contained resource cannot contain resources"));
+                }
+                // Only a contained Medication is read (a medication given by `#id` reference);
+                // its type may come after its other members: they are kept as text until then.
+                let mut members: Vec<(Key<'de>, &'de RawValue)> = Vec::new();
+                let mut key = first;
+                while let Some(k) = key {
+                    members.push((k, map.next_value()?));
+                    key = map.next_key()?;
+                }
+                let lazy = Lazy(members);
+                let rt = lazy.string("resourceType").map_err(A::Error::custom)?;
+                if rt.as_deref() != Some("Medication") {
+                    return Ok(Ok(None));
+                }
+                let object = lazy
+                    .project(&[MEDICATION], self.path, false)
+                    .map_err(A::Error::custom)?;
+                Ok(object.map(|mut o| {
+                    o.insert("resourceType".into(), Value::String("Medication".into()));
+                    Some(Value::Object(o))
+                }))
+            }
+        }
+    }
+}
+
+/// Projects an object's members as they are parsed (`first`: its first key, already read).
+fn stream_object<'de, A: MapAccess<'de>>(
+    map: &mut A,
+    first: Option<Key<'de>>,
+    members: &'static [Members],
+    path: &mut String,
+    allow_contained: bool,
+) -> Result<Result<Map<String, Value>, ShapeError>, A::Error> {
+    let mut slots = Slots::new(members);
+    let mut key = first;
+    while let Some(k) = key {
+        match slots.find(k.as_str()) {
+            Some((i, name, shape)) => {
+                let len = enter(path, name);
+                let value = map.next_value_seed(ShapeSeed {
+                    shape,
+                    path: &mut *path,
+                    allow_contained,
+                    in_array: false,
+                })?;
+                path.truncate(len);
+                slots.values[i] = Some(value);
+            }
+            None => {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        key = map.next_key()?;
+    }
+    Ok(slots.finish())
+}
+
+/// An object's members kept as text, for an object whose type is known only after them.
+struct Lazy<'a>(Vec<(Key<'a>, &'a RawValue)>);
+
+impl<'a> Lazy<'a> {
+    /// A member's (last) value, as text.
+    fn get(&self, name: &str) -> Option<&'a RawValue> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k.as_str() == name)
+            .map(|(_, v)| *v)
+    }
+
+    /// A member parsed (small members: `resourceType`, `id`, `total`, `link`).
+    fn value(&self, name: &str) -> Result<Option<Value>, serde_json::Error> {
+        self.get(name)
+            .map(|raw| serde_json::from_str(raw.get()))
+            .transpose()
+    }
+
+    /// A member's string value (`None` when absent or not a string).
+    fn string(&self, name: &str) -> Result<Option<String>, serde_json::Error> {
+        Ok(self
+            .value(name)?
+            .and_then(|v| v.as_str().map(str::to_owned)))
+    }
+
+    fn project(
+        &self,
+        members: &'static [Members],
+        path: &mut String,
+        allow_contained: bool,
+    ) -> Result<Result<Map<String, Value>, ShapeError>, serde_json::Error> {
+        let mut slots = Slots::new(members);
+        for (k, raw) in &self.0 {
+            let Some((i, name, shape)) = slots.find(k.as_str()) else {
+                continue;
+            };
+            let len = enter(path, name);
+            let value = ShapeSeed {
+                shape,
+                path: &mut *path,
+                allow_contained,
+                in_array: false,
+            }
+            .deserialize(&mut serde_json::Deserializer::from_str(raw.get()))?;
+            path.truncate(len);
+            slots.values[i] = Some(value);
+        }
+        Ok(slots.finish())
+    }
+}
+
+impl<'de> Deserialize<'de> for Lazy<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct LazyVisitor;
+        impl<'de> Visitor<'de> for LazyVisitor {
+            type Value = Lazy<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Lazy<'de>, A::Error> {
+                let mut members = Vec::new();
+                while let Some(k) = map.next_key::<Key<'de>>()? {
+                    members.push((k, map.next_value()?));
+                }
+                Ok(Lazy(members))
+            }
+        }
+        d.deserialize_map(LazyVisitor)
+    }
+}
+
+/// One JSON object as the reader sees it.
+pub(crate) enum Scanned<'a> {
+    /// Not an object, or an object without a string `resourceType`.
+    NotAResource,
+    /// A resource of a type the snapshot does not read, unread.
+    Unread(String),
+    /// A resource read: its type, its `id` (for messages) and its projected members.
+    Resource {
+        rt: String,
+        id: Option<String>,
+        projected: Result<Map<String, Value>, ShapeError>,
+    },
+    /// A Bundle (only where a payload may be one): its shell, its entries' resources as text.
+    Bundle(Shell<'a>),
+}
+
+/// A Bundle's shell.
+pub(crate) struct Shell<'a> {
+    pub total: Option<u64>,
+    /// `link[relation=next].url`.
+    pub next: Option<String>,
+    /// `None` when `entry` is neither an array nor `null`.
+    pub entries: Option<Vec<Entry<'a>>>,
+}
+
+/// One `Bundle.entry`.
+pub(crate) enum Entry<'a> {
+    NotAnObject,
+    Object {
+        full_url: Option<String>,
+        /// `None` when absent or `null`.
+        resource: Option<&'a RawValue>,
+    },
+}
+
+/// `link[relation=next].url` of a Bundle's `link` member.
+fn next_link(link: &Value) -> Option<String> {
+    link.as_array()
+        .into_iter()
+        .flatten()
+        .find(|l| l.get("relation").and_then(Value::as_str) == Some("next"))
+        .and_then(|l| l.get("url"))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+/// Reads one JSON text: a resource (projected) or, when `bundle`, a Bundle's shell. The error is
+/// the text's JSON syntax error.
+pub(crate) fn scan(text: &str, bundle: bool) -> Result<Scanned<'_>, serde_json::Error> {
+    let start = text.trim_start_matches([' ', '\t', '\n', '\r']);
+    if !start.starts_with('{') {
+        // Not an object: only its syntax matters (and the message of a syntax error).
+        let _: Value = serde_json::from_str(text)?;
+        return Ok(Scanned::NotAResource);
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    let streamed = de.deserialize_map(Top { bundle })?;
+    de.end()?;
+    match streamed {
+        Some(scanned) => Ok(scanned),
+        None => lazy_scan(serde_json::from_str(text)?, bundle),
+    }
+}
+
+/// An object whose first member is not its only `resourceType`, member by member.
+fn lazy_scan(lazy: Lazy<'_>, bundle: bool) -> Result<Scanned<'_>, serde_json::Error> {
+    let Some(rt) = lazy.string("resourceType")? else {
+        return Ok(Scanned::NotAResource);
+    };
+    if bundle && rt == "Bundle" {
+        let entries = match lazy.get("entry") {
+            None => Some(Vec::new()),
+            Some(raw) => {
+                EntriesSeed.deserialize(&mut serde_json::Deserializer::from_str(raw.get()))?
+            }
+        };
+        return Ok(Scanned::Bundle(Shell {
+            total: lazy.value("total")?.and_then(|v| v.as_u64()),
+            next: lazy.value("link")?.as_ref().and_then(next_link),
+            entries,
+        }));
+    }
+    let Some(members) = resource_members(&rt) else {
+        return Ok(Scanned::Unread(rt));
+    };
+    let id = lazy.string("id")?;
+    let projected = lazy.project(members, &mut String::new(), true)?;
+    Ok(Scanned::Resource { rt, id, projected })
+}
+
+/// The top-level object, streamed when `resourceType` comes first (`None`: read it lazily).
+struct Top {
+    bundle: bool,
+}
+
+impl<'de> Visitor<'de> for Top {
+    type Value = Option<Scanned<'de>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let Some(first) = map.next_key::<Key<'de>>()? else {
+            return Ok(Some(Scanned::NotAResource));
+        };
+        if first.as_str() != "resourceType" {
+            drain(&mut map, true)?;
+            return Ok(None);
+        }
+        let rt = match map.next_value::<Value>()? {
+            Value::String(rt) => rt,
+            _ => {
+                drain(&mut map, false)?;
                 return Ok(None);
             }
-            let mut out = complex(obj, &[MEDICATION], path, false)?;
-            out.insert("resourceType".into(), Value::String("Medication".into()));
-            Ok(Some(Value::Object(out)))
+        };
+        if self.bundle && rt == "Bundle" {
+            return stream_bundle(map);
         }
-        (Complex(_) | Contained, _) => Err(ShapeError {
-            path: path.clone(),
-            problem: format!("expected an object, found {}", kind(v)),
-        }),
+        let Some(members) = resource_members(&rt) else {
+            while let Some(k) = map.next_key::<Key<'de>>()? {
+                if k.as_str() == "resourceType" {
+                    drain(&mut map, true)?;
+                    return Ok(None);
+                }
+                map.next_value::<IgnoredAny>()?;
+            }
+            return Ok(Some(Scanned::Unread(rt)));
+        };
+        let mut slots = Slots::new(members);
+        let mut id = None;
+        let mut path = String::new();
+        while let Some(k) = map.next_key::<Key<'de>>()? {
+            let name = k.as_str();
+            if name == "resourceType" {
+                drain(&mut map, true)?;
+                return Ok(None);
+            }
+            let Some((i, name, shape)) = slots.find(name) else {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            };
+            path.clear();
+            path.push_str(name);
+            let seed = ShapeSeed {
+                shape,
+                path: &mut path,
+                allow_contained: true,
+                in_array: false,
+            };
+            let value = if name == "id" {
+                // Also kept as text for the messages about this resource.
+                let v: Value = map.next_value()?;
+                id = v.as_str().map(str::to_owned);
+                seed.deserialize(&v).map_err(A::Error::custom)?
+            } else {
+                map.next_value_seed(seed)?
+            };
+            slots.values[i] = Some(value);
+        }
+        Ok(Some(Scanned::Resource {
+            rt,
+            id,
+            projected: slots.finish(),
+        }))
+    }
+}
+
+fn stream_bundle<'de, A: MapAccess<'de>>(mut map: A) -> Result<Option<Scanned<'de>>, A::Error> {
+    let mut shell = Shell {
+        total: None,
+        next: None,
+        entries: Some(Vec::new()),
+    };
+    while let Some(k) = map.next_key::<Key<'de>>()? {
+        match k.as_str() {
+            "resourceType" => {
+                drain(&mut map, true)?;
+                return Ok(None);
+            }
+            "total" => shell.total = map.next_value::<Value>()?.as_u64(),
+            "link" => shell.next = next_link(&map.next_value::<Value>()?),
+            "entry" => shell.entries = map.next_value_seed(EntriesSeed)?,
+            _ => {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+    }
+    Ok(Some(Scanned::Bundle(shell)))
+}
+
+/// `Bundle.entry`: `null` is no entries; anything but an array is `None`.
+struct EntriesSeed;
+
+impl<'de> DeserializeSeed<'de> for EntriesSeed {
+    type Value = Option<Vec<Entry<'de>>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EntriesSeed {
+    type Value = Option<Vec<Entry<'de>>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Some(Vec::new()))
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Some(Vec::new()))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        drain(&mut map, false)?;
+        Ok(None)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut entries = Vec::new();
+        while let Some(e) = seq.next_element_seed(EntrySeed)? {
+            entries.push(e);
+        }
+        Ok(Some(entries))
+    }
+}
+
+/// One `Bundle.entry`: its `fullUrl`, its `resource` as text.
+struct EntrySeed;
+
+impl<'de> DeserializeSeed<'de> for EntrySeed {
+    type Value = Entry<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EntrySeed {
+    type Value = Entry<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Entry::NotAnObject)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Entry::NotAnObject)
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Entry::NotAnObject)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Entry::NotAnObject)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Entry::NotAnObject)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Entry::NotAnObject)
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Entry::NotAnObject)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Entry::NotAnObject)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut full_url = None;
+        let mut resource = None;
+        let mut key = map.next_key::<Key<'de>>()?;
+        if key.as_ref().is_some_and(|k| k.as_str() == NUMBER_TOKEN) {
+            drain(&mut map, true)?;
+            return Ok(Entry::NotAnObject);
+        }
+        while let Some(k) = key {
+            match k.as_str() {
+                "fullUrl" => full_url = map.next_value::<Value>()?.as_str().map(str::to_owned),
+                "resource" => {
+                    let raw: &'de RawValue = map.next_value()?;
+                    resource = (raw.get() != "null").then_some(raw);
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            key = map.next_key()?;
+        }
+        Ok(Entry::Object { full_url, resource })
     }
 }
 
@@ -345,15 +943,18 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn pj(resource: Value) -> Result<Value, ShapeError> {
+        project(&resource.to_string())
+    }
+
     #[test]
     fn unknown_members_of_every_type_are_dropped() {
-        let resource: Value = serde_json::from_str(
+        let p = project(
             r#"{"resourceType": "Patient", "id": "p1", "gender": "male",
             "fooArr": [1, 2], "fooObj": {"a": [[]]}, "fooNum": 1e400, "fooNull": null,
             "name": [], "extension": [{"url": "x", "extension": []}], "_birthDate": {"extension": []}}"#,
         )
         .unwrap();
-        let p = project(&resource).unwrap();
         assert_eq!(
             p,
             json!({"resourceType": "Patient", "id": "p1", "gender": "male"})
@@ -362,7 +963,7 @@ mod tests {
 
     #[test]
     fn empty_arrays_and_nulls_are_dropped_deep_inside() {
-        let p = project(&json!({
+        let p = pj(json!({
             "resourceType": "Observation", "status": "final",
             "code": {"coding": [], "text": "PaO2"},
             "component": [null, {"code": {"coding": [null, {"system": "s", "code": "c"}]}}]
@@ -377,18 +978,17 @@ mod tests {
 
     #[test]
     fn wrong_shapes_name_the_member() {
-        let e = project(&json!({"resourceType": "Observation", "status": {"a": [1]}})).unwrap_err();
+        let e = pj(json!({"resourceType": "Observation", "status": {"a": [1]}})).unwrap_err();
         assert_eq!(e.path, "status");
-        let e = project(&json!({"resourceType": "Observation", "code": {"coding": [[1]]}}))
-            .unwrap_err();
+        let e = pj(json!({"resourceType": "Observation", "code": {"coding": [[1]]}})).unwrap_err();
         assert_eq!(e.path, "code.coding[0]");
-        let e = project(&json!({"resourceType": "Observation", "code": "x"})).unwrap_err();
+        let e = pj(json!({"resourceType": "Observation", "code": "x"})).unwrap_err();
         assert!(e.problem.contains("expected an object"), "{e}");
     }
 
     #[test]
     fn only_a_contained_medication_is_kept_one_level_deep() {
-        let p = project(&json!({
+        let p = pj(json!({
             "resourceType": "MedicationAdministration",
             "contained": [
                 {"resourceType": "Medication", "id": "m", "code": {"text": "NO"},
@@ -407,7 +1007,53 @@ mod tests {
     fn types_not_read_are_refused_by_project_and_reported_by_is_read() {
         assert!(!is_read("Encounter"));
         assert!(is_read("Observation"));
-        assert!(project(&json!({"resourceType": "Encounter"})).is_err());
-        assert!(project(&json!([1])).is_err());
+        assert!(pj(json!({"resourceType": "Encounter"})).is_err());
+        assert!(pj(json!([1])).is_err());
+    }
+
+    #[test]
+    fn the_order_of_members_does_not_change_the_result() {
+        let first = r#"{"resourceType": "Observation", "id": "o1", "status": "final",
+            "code": {"text": "PaO2", "coding": [{"code": "c", "system": "s"}]},
+            "valueQuantity": {"value": 7.50, "code": "kPa"}, "meta": {"x": [[1]]}}"#;
+        let last = r#"{"meta": {"x": [[1]]}, "valueQuantity": {"code": "kPa", "value": 7.50},
+            "code": {"coding": [{"system": "s", "code": "c"}], "text": "PaO2"},
+            "status": "final", "id": "o1", "resourceType": "Observation"}"#;
+        let a = project(first).unwrap();
+        assert_eq!(a, project(last).unwrap());
+        assert_eq!(a["valueQuantity"]["value"].to_string(), "7.50");
+        // Members in the tables' order, resourceType last, wherever they were in the text.
+        let keys: Vec<&String> = a.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            ["id", "status", "code", "valueQuantity", "resourceType"]
+        );
+    }
+
+    #[test]
+    fn a_member_given_twice_counts_with_its_last_value() {
+        let p = project(r#"{"resourceType": "Patient", "gender": {"a": 1}, "gender": "female"}"#)
+            .unwrap();
+        assert_eq!(p["gender"], "female");
+        let e = project(r#"{"resourceType": "Patient", "gender": "female", "gender": {"a": 1}}"#)
+            .unwrap_err();
+        assert_eq!(e.path, "gender");
+        // A second resourceType: the last one is the type, as in a parsed tree.
+        let p = project(r#"{"resourceType": "Encounter", "resourceType": "Patient", "id": "p"}"#)
+            .unwrap();
+        assert_eq!(p["resourceType"], "Patient");
+    }
+
+    #[test]
+    fn the_first_fault_in_the_tables_order_is_reported() {
+        let e =
+            pj(json!({"resourceType": "Observation", "valueQuantity": 1, "code": 2})).unwrap_err();
+        assert_eq!(e.path, "code");
+        assert_eq!(e.problem, "expected an object, found a number");
+        let e = pj(json!({"resourceType": "Observation",
+            "component": [{"code": {"text": "a"}}, {"valueQuantity": {"value": {"x": 1}}}, 5]}))
+        .unwrap_err();
+        assert_eq!(e.path, "component[1].valueQuantity.value");
+        assert_eq!(e.problem, "expected a primitive value, found an object");
     }
 }

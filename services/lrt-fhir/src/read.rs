@@ -17,7 +17,7 @@ use fhirbolt::model::r4::resources::{
 use fhirbolt::model::r4::types::{CodeableConcept, Period, Quantity, Reference};
 use fhirbolt::serde::{DeserializationConfig, DeserializationMode};
 
-use crate::project;
+use crate::project::{self, Scanned};
 
 /// A code as `(system, code)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,47 +168,43 @@ fn config() -> Option<DeserializationConfig> {
     })
 }
 
-/// Reads one resource from its JSON text.
+/// Reads one resource from its JSON text: the members the snapshot needs are projected as the
+/// text is parsed ([`crate::project`]) and only they are given to fhirbolt. A resource type the
+/// snapshot does not read is [`Record::Other`], its members skipped unread.
 pub fn read(json: &str) -> Result<Record, Unreadable> {
-    let value: serde_json::Value = serde_json::from_str(json).map_err(|e| Unreadable {
+    let scanned = project::scan(json, false).map_err(|e| Unreadable {
         resource: "resource".into(),
         reason: format!("not JSON: {e}"),
     })?;
-    read_value(&value)
+    record_of(scanned)
 }
 
-/// Reads one resource from parsed JSON: the members the snapshot needs are projected
-/// ([`crate::project`]) and only they are given to fhirbolt. A resource type the snapshot does
-/// not read is [`Record::Other`], unparsed.
-pub fn read_value(value: &serde_json::Value) -> Result<Record, Unreadable> {
-    let rt = value
-        .get("resourceType")
-        .and_then(serde_json::Value::as_str);
-    let Some(rt) = rt.filter(|rt| project::is_read(rt)) else {
-        return match rt {
-            Some(rt) => Ok(Record::Other(resource_type_name(rt))),
-            None => Err(Unreadable {
+/// The record of a scanned resource.
+pub(crate) fn record_of(scanned: Scanned<'_>) -> Result<Record, Unreadable> {
+    let (rt, id, projected) = match scanned {
+        Scanned::Resource { rt, id, projected } => (rt, id, projected),
+        Scanned::Unread(rt) => return Ok(Record::Other(resource_type_name(&rt))),
+        Scanned::NotAResource | Scanned::Bundle(_) => {
+            return Err(Unreadable {
                 resource: "resource".into(),
                 reason: "not a FHIR resource (no resourceType)".into(),
-            }),
-        };
+            });
+        }
     };
+    // `Observation/o1` for the warning about a resource that could not be read.
     let unreadable = |reason: String| Unreadable {
-        resource: describe(rt, value),
+        resource: match &id {
+            Some(id) => format!("{rt}/{id}"),
+            None => rt.clone(),
+        },
         reason,
     };
-    let projected = project::project(value).map_err(|e| unreadable(e.to_string()))?;
-    let resource: Resource = fhirbolt::json::from_json_value(projected, config())
-        .map_err(|e| unreadable(e.to_string()))?;
+    let mut projected = projected.map_err(|e| unreadable(e.to_string()))?;
+    projected.insert("resourceType".into(), serde_json::Value::String(rt.clone()));
+    let resource: Resource =
+        fhirbolt::json::from_json_value(serde_json::Value::Object(projected), config())
+            .map_err(|e| unreadable(e.to_string()))?;
     Ok(record(resource))
-}
-
-/// `Observation/o1` for the warning about a resource that could not be read.
-fn describe(rt: &str, v: &serde_json::Value) -> String {
-    match v.get("id").and_then(|x| x.as_str()) {
-        Some(id) => format!("{rt}/{id}"),
-        None => rt.to_string(),
-    }
 }
 
 fn codings(cc: Option<&CodeableConcept>) -> Vec<Coding> {

@@ -17,7 +17,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use url::Url;
 use uuid::Uuid;
@@ -47,15 +49,19 @@ pub struct HookRequest {
     /// Hook-specific context (checklist §1.M). `None` when the member is missing.
     #[serde(default)]
     pub context: Option<Map<String, Value>>,
-    /// Prefetch key → prefetched FHIR data (a resource, a Bundle, an OperationOutcome or `null`).
-    /// `null` values are kept (they mean "no data", checklist D.14).
+    /// Prefetch key → prefetched FHIR data (a resource, a Bundle, an OperationOutcome or `null`),
+    /// kept as the JSON text sent: the FHIR reader ([`lrt_fhir::parse`]) reads each value once,
+    /// when the prefetch is resolved; no tree is built for it before. `null` values are kept
+    /// (they mean "no data", checklist D.14).
     #[serde(default, deserialize_with = "prefetch_map")]
-    pub prefetch: Map<String, Value>,
+    pub prefetch: BTreeMap<String, Box<RawValue>>,
 }
 
 /// `prefetch` as a map; a `null` prefetch member is an empty map.
-fn prefetch_map<'de, D: Deserializer<'de>>(d: D) -> Result<Map<String, Value>, D::Error> {
-    Ok(Option::<Map<String, Value>>::deserialize(d)?.unwrap_or_default())
+fn prefetch_map<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, Box<RawValue>>, D::Error> {
+    Ok(Option::<BTreeMap<String, Box<RawValue>>>::deserialize(d)?.unwrap_or_default())
 }
 
 /// `fhirAuthorization` (checklist C.10). `Debug` redacts the token; there is no `Serialize`.
@@ -441,33 +447,238 @@ impl HookRequest {
         Ok(())
     }
 
-    /// A prefetched Patient (alone, or in a Bundle) must be the patient of the context.
+    /// A prefetched Patient (alone, or in a Bundle) must be the patient of the context. The
+    /// values are probed as text ([`PatientProbe`]): only `resourceType` and `id` are read, of
+    /// the value and of its entries' resources.
     fn validate_prefetched_patient(&self) -> Result<(), RequestError> {
         let Some(patient) = self.patient_id() else {
             return Ok(());
         };
         for (key, value) in &self.prefetch {
-            let mut resources: Vec<&Value> = Vec::new();
-            match value.get("resourceType").and_then(Value::as_str) {
-                Some("Patient") => resources.push(value),
-                Some("Bundle") => {
-                    if let Some(entries) = value.get("entry").and_then(Value::as_array) {
-                        resources.extend(entries.iter().filter_map(|e| e.get("resource")).filter(
-                            |r| r.get("resourceType").and_then(Value::as_str) == Some("Patient"),
-                        ));
-                    }
-                }
-                _ => {}
-            }
-            for r in resources {
-                if let Some(id) = r.get("id").and_then(Value::as_str)
-                    && id != patient
-                {
-                    return Err(RequestError::PatientMismatch { key: key.clone() });
-                }
+            // The text was read as JSON with the request: the probe cannot fail on it.
+            let Ok(probe) = serde_json::from_str::<PatientProbe>(value.get()) else {
+                continue;
+            };
+            let ids = match probe.resource_type.as_deref() {
+                Some("Patient") => vec![probe.id],
+                Some("Bundle") => probe.entry_patient_ids,
+                _ => Vec::new(),
+            };
+            if ids.iter().flatten().any(|id| id != patient) {
+                return Err(RequestError::PatientMismatch { key: key.clone() });
             }
         }
         Ok(())
+    }
+}
+
+/// What the Patient check reads of a prefetch value, as a parsed tree would be read (a member
+/// given twice counts with its last value; a member of another type than expected is absent):
+/// its `resourceType` and `id`, and the `id`s of the Patients among its `entry[].resource`.
+/// Everything else is skipped without building a tree.
+#[derive(Default)]
+struct PatientProbe {
+    resource_type: Option<String>,
+    id: Option<String>,
+    /// Of each entry whose resource is a Patient: its `id` when it is a string.
+    entry_patient_ids: Vec<Option<String>>,
+}
+
+/// A string member, or `None` for any other JSON value.
+fn string_of(v: Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s),
+        _ => None,
+    }
+}
+
+impl<'de> Deserialize<'de> for PatientProbe {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ProbeVisitor { entries: true })
+    }
+}
+
+/// An entry's resource: `resourceType` and `id` only.
+struct ResourceProbe(PatientProbe);
+
+impl<'de> Deserialize<'de> for ResourceProbe {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ProbeVisitor { entries: false })
+            .map(ResourceProbe)
+    }
+}
+
+/// `entry`: the Patient ids of its items' resources (nothing when it is not an array).
+struct EntryProbe(Vec<Option<String>>);
+
+impl<'de> Deserialize<'de> for EntryProbe {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(EntryVisitor).map(EntryProbe)
+    }
+}
+
+/// One entry: its `resource` (nothing when the entry is not an object).
+struct ItemProbe(Option<PatientProbe>);
+
+impl<'de> Deserialize<'de> for ItemProbe {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ItemVisitor).map(ItemProbe)
+    }
+}
+
+/// Visits any JSON value; only an object is looked into.
+macro_rules! any_value_is {
+    ($value:expr) => {
+        fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+    };
+}
+
+/// The member names the probe reads (compared, never copied).
+#[derive(PartialEq, Eq)]
+enum ProbeKey {
+    ResourceType,
+    Id,
+    Entry,
+    Resource,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for ProbeKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl Visitor<'_> for KeyVisitor {
+            type Value = ProbeKey;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ProbeKey, E> {
+                Ok(match v {
+                    "resourceType" => ProbeKey::ResourceType,
+                    "id" => ProbeKey::Id,
+                    "entry" => ProbeKey::Entry,
+                    "resource" => ProbeKey::Resource,
+                    _ => ProbeKey::Other,
+                })
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+struct ProbeVisitor {
+    /// Read `entry` (a prefetch value), not for an entry's resource.
+    entries: bool,
+}
+
+impl<'de> Visitor<'de> for ProbeVisitor {
+    type Value = PatientProbe;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    any_value_is!(PatientProbe::default());
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(PatientProbe::default())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        // (A number read with serde_json's `arbitrary_precision` arrives as a map with one
+        // private member: it has neither `resourceType` nor `id`, so it probes as nothing.)
+        let mut probe = PatientProbe::default();
+        while let Some(key) = map.next_key::<ProbeKey>()? {
+            match key {
+                ProbeKey::ResourceType => probe.resource_type = string_of(map.next_value()?),
+                ProbeKey::Id => probe.id = string_of(map.next_value()?),
+                ProbeKey::Entry if self.entries => {
+                    probe.entry_patient_ids = map.next_value::<EntryProbe>()?.0;
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(probe)
+    }
+}
+
+struct EntryVisitor;
+
+impl<'de> Visitor<'de> for EntryVisitor {
+    type Value = Vec<Option<String>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    any_value_is!(Vec::new());
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Vec::new())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut ids = Vec::new();
+        while let Some(ItemProbe(resource)) = seq.next_element()? {
+            if let Some(r) = resource
+                && r.resource_type.as_deref() == Some("Patient")
+            {
+                ids.push(r.id);
+            }
+        }
+        Ok(ids)
+    }
+}
+
+struct ItemVisitor;
+
+impl<'de> Visitor<'de> for ItemVisitor {
+    type Value = Option<PatientProbe>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    any_value_is!(None);
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut resource = None;
+        while let Some(key) = map.next_key::<ProbeKey>()? {
+            if key == ProbeKey::Resource {
+                resource = Some(map.next_value::<ResourceProbe>()?.0);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(resource)
     }
 }
 
@@ -926,5 +1137,59 @@ mod tests {
         assert_eq!(split_reference("Practitioner/"), None);
         assert_eq!(split_reference("Practitioner/a/_history/1"), None);
         assert_eq!(split_reference("a"), None);
+    }
+
+    /// The Patient ids the check reads of a prefetch value given as text.
+    fn probe(text: &str) -> Vec<Option<String>> {
+        let p: PatientProbe = serde_json::from_str(text).unwrap();
+        match p.resource_type.as_deref() {
+            Some("Patient") => vec![p.id],
+            Some("Bundle") => p.entry_patient_ids,
+            _ => Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_patient_probe_reads_as_a_parsed_tree_would() {
+        let some = |s: &str| vec![Some(s.to_string())];
+        assert_eq!(
+            probe(r#"{"id": "p1", "x": [[{}]], "resourceType": "Patient"}"#),
+            some("p1")
+        );
+        assert_eq!(probe(r#"{"resourceType": "Patient", "id": 7}"#), vec![None]);
+        assert_eq!(
+            probe(r#"{"resourceType": "Patient", "id": "a", "id": "b"}"#),
+            some("b")
+        );
+        assert_eq!(
+            probe(r#"{"resourceType": "Observation", "id": "o"}"#),
+            vec![]
+        );
+        assert_eq!(
+            probe(r#"[1, {"resourceType": "Patient", "id": "p"}]"#),
+            vec![]
+        );
+        assert_eq!(probe(r#"{"resourceType": 1.5, "id": "p"}"#), vec![]);
+        assert_eq!(
+            probe(
+                r#"{"entry": [1, null, [], {"resource": null},
+                   {"resource": {"resourceType": "Observation", "id": "o"}},
+                   {"fullUrl": "x", "resource": {"id": "p2", "resourceType": "Patient",
+                    "entry": [{"resource": {"resourceType": "Patient", "id": "p3"}}]}}],
+                 "resourceType": "Bundle"}"#
+            ),
+            some("p2")
+        );
+        // `entry` of a resource that is not a Bundle, or not an array, is not read.
+        assert_eq!(
+            probe(
+                r#"{"resourceType": "Patient", "id": "p", "entry": [{"resource": {"resourceType": "Patient", "id": "q"}}]}"#
+            ),
+            some("p")
+        );
+        assert_eq!(
+            probe(r#"{"resourceType": "Bundle", "entry": {"resource": {}}}"#),
+            vec![]
+        );
     }
 }

@@ -32,7 +32,6 @@ use lrt_engine::ruleset::files::ResourceKind;
 use lrt_engine::{PatientSnapshot, RuleSet};
 use lrt_fhir::{ClientConfig, Collected, FhirClient, FhirError, MapOptions, Payload, Searched};
 use serde::Serialize;
-use serde_json::Value;
 use url::Url;
 
 use crate::model::HookRequest;
@@ -489,16 +488,17 @@ pub async fn resolve(
     };
 
     for t in &plan.templates {
-        let value = request.prefetch.get(&t.key);
+        // The value's JSON text, as sent (read by the FHIR reader here, once).
+        let value = request.prefetch.get(&t.key).map(|v| v.get());
         // Why the key needs the server, if it does.
         let need: Option<String> = match value {
             None => Some("absent".into()),
-            Some(Value::Null) => {
+            Some("null") => {
                 sources.insert(t.key.clone(), KeySource::Null);
                 None
             }
-            Some(v) if !v.is_object() => Some("not a FHIR resource".into()),
-            Some(v) => match lrt_fhir::cpu_bound(|| lrt_fhir::parse_value(v)) {
+            Some(v) if !v.starts_with('{') => Some("not a FHIR resource".into()),
+            Some(v) => match lrt_fhir::cpu_bound(|| lrt_fhir::parse(v)) {
                 Err(_) => Some("not a readable FHIR resource".into()),
                 Ok(p) if p.outcome.is_some() && p.resources.is_empty() => {
                     Some("an OperationOutcome".into())
