@@ -2,12 +2,10 @@
 //! repository root, with this build's `lrt` first on the `PATH`, each must exit 0. A README that
 //! names a file that does not exist, or an option that is gone, fails here.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use lrt_engine::testing::repo_root;
 
 /// The `lrt ...` lines of every ```sh block (continuation lines joined).
 fn readme_commands() -> Vec<String> {

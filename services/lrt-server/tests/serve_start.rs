@@ -6,15 +6,12 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use lrt_engine::testing::repo_root;
 use sqlx::Connection;
 
 fn admin_url() -> String {
     std::env::var("LRT_TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 fn runtime() -> tokio::runtime::Runtime {
