@@ -797,6 +797,50 @@ async fn health_metrics_and_the_evaluations_api() {
 
 /// `openapi/openapi.yaml` and the router agree: every documented operation is routed, and
 /// every route the service answers is documented.
+/// Readiness waits for the trusted issuer's JWK Set: with the EHR's key server down at start
+/// the service answers 503 on `/health/ready` (`jwks.pending` 1), and turns ready by itself once
+/// the key server is up (the warm-up retries), with no call needed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_ready_until_the_trusted_issuers_jwks_is_loaded() {
+    let client = CdsClient::new("https://ehr.late-keys.example");
+    // An address with nothing listening yet.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let app = app(&client, &format!("http://{addr}/jwks.json")).await;
+    let ready = || async {
+        let res = app.http.get(app.url("/health/ready")).send().await.unwrap();
+        (res.status(), res.json::<Value>().await.unwrap())
+    };
+    let (status, body) = ready().await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["status"], "fail");
+    assert_eq!(body["checks"]["database"], "pass");
+    assert_eq!(body["checks"]["jwks"]["pending"], 1);
+
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let _keys = JwksServer::start_on(listener, client.jwks());
+    let mut seen = (status, body);
+    for _ in 0..100 {
+        seen = ready().await;
+        if seen.0 == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        seen.0,
+        StatusCode::OK,
+        "ready once the keys load: {}",
+        seen.1
+    );
+    assert_eq!(
+        seen.1["checks"]["jwks"],
+        json!({"status": "pass", "pending": 0})
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openapi_document_matches_the_router() {
     let s = setup().await;

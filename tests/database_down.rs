@@ -4,6 +4,10 @@
 //! started again. Every answer is a 200 with cards, or a 503 OperationOutcome with
 //! `Retry-After`: never a 401 (the client's credentials are fine), never a 500, never a
 //! dropped connection; and the service answers 200 again once the database is back.
+//!
+//! A failover of the high-availability cluster (CloudNativePG, `deploy/kubernetes/`) can also
+//! leave a connection on a demoted primary, which refuses writes as read-only (`25006`): the
+//! second test makes the database read-only under the service's feet and checks the same.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -196,4 +200,78 @@ async fn postgresql_stopped_under_load_gives_503_never_401_or_500() {
         "every call answered with cards has its evaluation stored"
     );
     drop(cluster);
+}
+
+/// Sets the test database read-only (or back) and ends the service's connections, so that its
+/// pool reconnects to a database that refuses every write with `25006`, as a primary demoted by a
+/// failover does.
+async fn set_read_only(db: &lrt_e2e::service::TestDb, on: bool) {
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect(&lrt_e2e::service::admin_url())
+        .await
+        .unwrap();
+    // The name is the test support's own (a fixed prefix and a UUID).
+    let setting = if on {
+        "SET default_transaction_read_only = on"
+    } else {
+        "RESET default_transaction_read_only"
+    };
+    sqlx::query(&format!("ALTER DATABASE {} {setting}", db.name()))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()")
+        .bind(db.name())
+        .execute(&mut admin)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_database_gives_503_and_the_service_recovers_by_itself() {
+    lrt_fhir::client::install_crypto_provider();
+    let client = CdsClient::new("https://ehr.read-only.example");
+    let jwks = JwksServer::start(client.jwks()).await;
+    let mut issuer = TrustedIssuer::new(client.iss.clone());
+    issuer.jwks_url = Some(jwks.url.parse().unwrap());
+    let mut auth = AuthConfig::new(vec![issuer]);
+    auth.allow_insecure_loopback_http = true;
+    let app = TestApp::spawn(move |c| {
+        c.auth = Some(auth);
+        c.evaluation_time = EvaluationTime::NewestBloodGas;
+    })
+    .await;
+    let endpoint = app.url(PV);
+    let answer = |n: usize| call(&app.http, &endpoint, client.token(&endpoint), n);
+    assert!(matches!(answer(1).await, Answer::Ok(_)));
+
+    set_read_only(&app.db, true).await;
+    for n in 2..8 {
+        match answer(n).await {
+            Answer::Unavailable => {}
+            other => panic!("call {n} on a read-only database: {other:?} instead of a 503"),
+        }
+    }
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM evaluation WHERE role = 'active'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 1, "nothing stored while read-only");
+
+    set_read_only(&app.db, false).await;
+    let mut back = None;
+    for n in 100..150 {
+        if let Answer::Ok(patient) = answer(n).await {
+            back = Some(patient);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let patient = back.expect("the service answers again once the database takes writes");
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM evaluation WHERE patient_id = $1")
+        .bind(&patient)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert!(stored >= 1, "the answered call is stored");
 }

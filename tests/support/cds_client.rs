@@ -58,6 +58,12 @@ pub struct JwksServer {
 
 impl JwksServer {
     pub async fn start(jwks: Value) -> JwksServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        JwksServer::start_on(listener, jwks)
+    }
+
+    /// The server on a given listener (e.g. an address chosen before the server is up).
+    pub fn start_on(listener: tokio::net::TcpListener, jwks: Value) -> JwksServer {
         let hits = Arc::new(AtomicUsize::new(0));
         let counter = hits.clone();
         let router = axum::Router::new().route(
@@ -71,7 +77,6 @@ impl JwksServer {
                 }
             }),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;

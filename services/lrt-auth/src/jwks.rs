@@ -277,6 +277,45 @@ impl JwksCache {
         }
     }
 
+    /// Whether `url`'s key set was ever fetched successfully. A set loaded once stays in use
+    /// while stale (up to `max_stale_secs`), so readiness asks only for this first load.
+    pub fn loaded(&self, url: &Url) -> bool {
+        let sets = self.sets.lock().unwrap_or_else(|p| p.into_inner());
+        sets.get(url.as_str())
+            .is_some_and(|set| set.snapshot().fetched_at.is_some())
+    }
+
+    /// Loads `url`'s key set now if it was never loaded (the warm-up at start, before the
+    /// service reports ready), within the URL's own fetch budget. A set already loaded is left
+    /// alone: refreshes happen on use ([`JwksCache::keys_for`]).
+    pub async fn load(&self, url: &Url) -> Result<(), String> {
+        let set = self.entry(url);
+        let _fetching = set.fetching.lock().await;
+        let now = Instant::now();
+        if set.snapshot().fetched_at.is_some() {
+            return Ok(());
+        }
+        if !set.budget.try_take(now) {
+            return Err("fetch budget spent".into());
+        }
+        let result = self.fetch(url).await;
+        let mut state = set.state.write().unwrap_or_else(|p| p.into_inner());
+        state.last_attempt = Some(now);
+        match result {
+            Ok(keys) => {
+                tracing::info!(jwks_url = %url, keys = keys.len(), "JWK Set loaded");
+                state.keys = Arc::new(keys);
+                state.fetched_at = Some(now);
+                Ok(())
+            }
+            Err(error) => {
+                metrics::counter!("lrt_jwks_fetch_failures_total").increment(1);
+                tracing::warn!(jwks_url = %url, %error, "JWK Set fetch failed");
+                Err(error)
+            }
+        }
+    }
+
     /// One fetch of a JWK Set.
     async fn fetch(&self, url: &Url) -> Result<KeySet, String> {
         let mut response = self

@@ -197,6 +197,34 @@ impl Verifier {
         self.dev_keys.is_some()
     }
 
+    /// The JWK Set URLs of trusted issuers (`jwks_url`) whose keys were never loaded. Until
+    /// this is empty a token of such an issuer may fail for want of keys: the service is not
+    /// ready ([`Verifier::load_jwks`] at start). `jku` URLs are per token and not counted.
+    pub fn jwks_pending(&self) -> Vec<Url> {
+        let mut urls: Vec<Url> = self
+            .issuers
+            .values()
+            .filter_map(|issuer| issuer.jwks_url.clone())
+            .filter(|url| !self.jwks.loaded(url))
+            .collect();
+        urls.sort();
+        urls.dedup();
+        urls
+    }
+
+    /// Loads every trusted issuer's `jwks_url` key set not loaded yet, and answers the URLs still
+    /// pending (a fetch failed or its budget is spent). Call it at start and again, after a pause,
+    /// until it answers none.
+    pub async fn load_jwks(&self) -> Vec<Url> {
+        let mut pending = Vec::new();
+        for url in self.jwks_pending() {
+            if self.jwks.load(&url).await.is_err() {
+                pending.push(url);
+            }
+        }
+        pending
+    }
+
     /// Verifies `token` for a call to the endpoint whose public URL is `audience` (e.g.
     /// `https://cds.example.org/cds-services/lrt-consult`; for discovery
     /// `https://cds.example.org/cds-services`). Does **not** check replay: use

@@ -301,6 +301,49 @@ async fn accepts_es384_with_keys_from_a_jwks_url_served_over_http() {
     assert_eq!(server.hits("/jwks"), 1);
 }
 
+/// Readiness: `jwks_pending` names a `jwks_url` until its set is loaded; `load_jwks` loads it
+/// once (a failed load leaves it pending; static files and `jku` prefixes are never pending),
+/// and the loaded set then serves tokens with no further fetch.
+#[tokio::test]
+async fn load_jwks_warms_the_cache_and_jwks_pending_says_what_is_missing() {
+    let key = ec_key("ehr-key-1");
+    let server = JwksServer::start(&[&key]).await;
+    let mut failing = url_issuer(&server.url("/status500"));
+    failing.iss = "https://ehr-failing.example.org".into();
+    let verifier = Verifier::new(config(vec![
+        url_issuer(&server.url("/jwks")),
+        failing,
+        rsa_file_issuer("https://ehr-static.example.org"),
+        {
+            let mut issuer = jku_issuer(&server.url("/jwks/"));
+            issuer.iss = "https://ehr-jku.example.org".into();
+            issuer
+        },
+    ]))
+    .unwrap();
+    let as_text = |urls: Vec<url::Url>| urls.iter().map(|u| u.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        as_text(verifier.jwks_pending()),
+        [server.url("/jwks"), server.url("/status500")]
+    );
+
+    assert_eq!(
+        as_text(verifier.load_jwks().await),
+        [server.url("/status500")]
+    );
+    assert_eq!(as_text(verifier.jwks_pending()), [server.url("/status500")]);
+    assert_eq!(server.hits("/jwks"), 1);
+    assert_eq!(server.hits("/status500"), 1);
+
+    // Loading again fetches only what is still pending.
+    verifier.load_jwks().await;
+    assert_eq!(server.hits("/jwks"), 1);
+    assert_eq!(server.hits("/status500"), 2);
+
+    verifier.verify(&es384(&key, &claims()), AUD).await.unwrap();
+    assert_eq!(server.hits("/jwks"), 1, "the warmed set serves the token");
+}
+
 #[tokio::test]
 async fn accepts_es384_with_an_allow_listed_jku() {
     let key = ec_key("ehr-key-1");

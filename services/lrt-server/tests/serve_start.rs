@@ -196,3 +196,60 @@ fn migrate_dry_run_lists_the_migrations_and_applies_none() {
         "{listed}"
     );
 }
+
+/// `lrt health` (the image's HEALTHCHECK): exit 1 while nothing answers, 0 once `lrt serve` is
+/// ready, 1 again once it is gone; a URL that is not http(s) is bad input (exit 2).
+#[test]
+fn health_asks_a_running_serve_whether_it_is_ready() {
+    let db = Db::create();
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = dir.path().join("jwks.json");
+    std::fs::copy(
+        repo_root().join("tests/fixtures/readme/test-only-dev-jwks.json"),
+        &jwks,
+    )
+    .unwrap();
+    let file = config(dir.path(), &db, &jwks);
+    // A port with nothing listening yet, for the service to take.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    std::fs::write(&file, text).unwrap();
+    let ready_url = format!("http://127.0.0.1:{port}/health/ready");
+    let health = || lrt(&["health", "--url", &ready_url, "--timeout-secs", "2"]);
+
+    let before = health();
+    assert_eq!(before.status.code(), Some(1), "{}", stderr(&before));
+    assert!(stderr(&before).contains("no answer"), "{}", stderr(&before));
+
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_lrt"))
+        .args(["serve", "--config", file.to_str().unwrap()])
+        .env_remove("LRT_CONFIG")
+        .env_remove("DATABASE_URL")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("lrt serve starts");
+    let started = std::time::Instant::now();
+    let mut last = health();
+    while last.status.code() != Some(0) && started.elapsed().as_secs() < 120 {
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        last = health();
+    }
+    let _ = serve.kill();
+    let _ = serve.wait();
+    assert_eq!(last.status.code(), Some(0), "{}", stderr(&last));
+    assert!(String::from_utf8_lossy(&last.stdout).starts_with("ready (200"));
+
+    let after = health();
+    assert_eq!(after.status.code(), Some(1), "{}", stderr(&after));
+
+    let bad = lrt(&["health", "--url", "ftp://127.0.0.1/health"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+}

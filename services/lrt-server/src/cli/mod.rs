@@ -4,6 +4,7 @@ mod demo;
 mod dev;
 mod diff;
 mod evaluate;
+mod health;
 mod live;
 mod rules;
 mod serve;
@@ -51,6 +52,9 @@ enum Command {
     Migrate(serve::MigrateArgs),
     /// Run the retention purge of `[retention]` once (`lrt serve` runs it every hour).
     Purge(serve::Args),
+    /// Ask a running `lrt serve` whether it is ready (exit 0) or not (exit 1): the image's
+    /// health check.
+    Health(health::Args),
     /// Development and test helpers (never needed in production).
     #[command(subcommand)]
     Dev(dev::Command),
@@ -95,6 +99,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::CheckConfig(args) => serve::check_config(&ctx, args),
         Command::Migrate(args) => serve::migrate(&ctx, args),
         Command::Purge(args) => serve::purge(&ctx, args),
+        Command::Health(args) => health::run(&ctx, args),
         Command::Dev(cmd) => dev::run(&ctx, cmd),
     }
 }

@@ -7,6 +7,9 @@
 //! metric and to a log line with the issuer when known, never the token. The one exception: when
 //! the `jti` replay store (PostgreSQL) cannot answer, the token was not judged, and the answer is
 //! 503 with `Retry-After`.
+//!
+//! [`load_jwks`] loads the trusted issuers' JWK Sets at start; `/health/ready` stays false until
+//! every one is loaded, so that a new replica takes no calls it would answer 401 for want of keys.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -236,5 +239,33 @@ impl Tenancy {
             Tenancy::All => (None, None),
             Tenancy::Own { iss, tenant } => (Some(iss), tenant.as_deref()),
         }
+    }
+}
+
+/// Loads every trusted issuer's JWK Set (`jwks_url`) at start, then again after a pause (1 s,
+/// doubling up to 30 s) for those that failed, until all are loaded or the service stops.
+pub async fn load_jwks(
+    auth: std::sync::Arc<Auth>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    let Auth::Jwt(verifier) = &*auth else {
+        return;
+    };
+    let mut pause = std::time::Duration::from_secs(1);
+    loop {
+        let pending = verifier.load_jwks().await;
+        if pending.is_empty() {
+            return;
+        }
+        tracing::warn!(
+            pending = pending.len(),
+            retry_in_s = pause.as_secs(),
+            "JWK Sets not loaded yet: not ready"
+        );
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            _ = stopped.changed() => return,
+        }
+        pause = (pause * 2).min(std::time::Duration::from_secs(30));
     }
 }

@@ -85,16 +85,19 @@ impl ApiError {
 /// Whether a database error means "the database cannot answer now" (503, retry later) rather
 /// than a fault of the service (500): no connection from the pool, a broken connection, or
 /// PostgreSQL's connection-exception (`08…`), operator-intervention (`57P…`: shutdown, crash
-/// recovery, cannot connect now) and too-many-connections (`53300`) errors.
+/// recovery, cannot connect now) and too-many-connections (`53300`) errors, and a write refused
+/// as read-only (`25006`): the connection reached a primary that has just been demoted (a
+/// failover or switchover of the high-availability cluster, `deploy/kubernetes/`) or a replica;
+/// the pool reconnects through the read-write service and the retry succeeds.
 pub fn database_unavailable(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::Io(_)
         | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => db
-            .code()
-            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "53300"),
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+            c.starts_with("08") || c.starts_with("57P") || c == "53300" || c == "25006"
+        }),
         _ => false,
     }
 }

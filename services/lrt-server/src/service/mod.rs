@@ -115,6 +115,7 @@ impl App {
             self.state.config.retention.clone(),
             stopped.clone(),
         ));
+        let jwks = tokio::spawn(auth::load_jwks(self.state.auth.clone(), stopped.clone()));
         let inbox_worker = (self.state.ehr.is_some() && self.state.config.ehr.inbox.worker)
             .then(|| tokio::spawn(inbox::worker::Worker::new(self.state.clone()).run(stopped)));
         let served = axum::serve(
@@ -134,6 +135,7 @@ impl App {
             let _ = w.await;
         }
         let _ = housekeeping.await;
+        let _ = jwks.await;
         served
     }
 }

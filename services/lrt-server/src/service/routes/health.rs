@@ -1,4 +1,5 @@
-//! `/health/live` (the process answers), `/health/ready` (database and rule set usable),
+//! `/health/live` (the process answers), `/health/ready` (database answers, rule sets loaded, and
+//! the trusted issuers' JWK Sets loaded once: [`crate::service::auth::load_jwks`]),
 //! `/metrics` (Prometheus text) and `/openapi.yaml`.
 
 use axum::Json;
@@ -9,7 +10,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use serde_json::json;
 
-use crate::service::state::AppState;
+use crate::service::state::{AppState, Auth};
 use crate::service::store;
 
 /// The OpenAPI document of every route, served as written in `openapi/openapi.yaml`.
@@ -28,11 +29,19 @@ async fn live() -> impl IntoResponse {
 }
 
 async fn ready(State(state): State<AppState>) -> impl IntoResponse {
-    let database = store::ping(&state.pool).await;
+    let database = store::ping(&state.pool).await.is_ok();
+    // JWK Sets of trusted issuers not loaded yet (start-up; `auth::load_jwks` retries).
+    let jwks_pending = match &*state.auth {
+        Auth::Jwt(verifier) => verifier.jwks_pending().len(),
+        Auth::InsecureNone => 0,
+    };
+    let ready = database && jwks_pending == 0;
+    let pass = |ok: bool| if ok { "pass" } else { "fail" };
     let body = json!({
-        "status": if database.is_ok() { "pass" } else { "fail" },
+        "status": pass(ready),
         "checks": {
-            "database": if database.is_ok() { "pass" } else { "fail" },
+            "database": pass(database),
+            "jwks": {"status": pass(jwks_pending == 0), "pending": jwks_pending},
             "ruleset": {
                 "active": state.rules.label(),
                 "sha256": state.rules.sha256,
@@ -40,7 +49,7 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
             },
         },
     });
-    let status = if database.is_ok() {
+    let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
