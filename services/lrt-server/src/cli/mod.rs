@@ -7,6 +7,7 @@ mod evaluate;
 mod live;
 mod rules;
 mod serve;
+mod validate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,6 +52,9 @@ enum Command {
     Migrate(serve::MigrateArgs),
     /// Run the retention purge of `[retention]` once (`lrt serve` runs it every hour).
     Purge(serve::Args),
+    /// Silent-mode validation: the system's calls against the Lung Rescue Team's adjudications
+    /// (sensitivity, specificity, PPV, NPV with 95% Wilson intervals; lead time).
+    Validate(validate::Args),
     /// Development and test helpers (never needed in production).
     #[command(subcommand)]
     Dev(dev::Command),
@@ -95,6 +99,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::CheckConfig(args) => serve::check_config(&ctx, args),
         Command::Migrate(args) => serve::migrate(&ctx, args),
         Command::Purge(args) => serve::purge(&ctx, args),
+        Command::Validate(args) => validate::run(&ctx, args),
         Command::Dev(cmd) => dev::run(&ctx, cmd),
     }
 }
