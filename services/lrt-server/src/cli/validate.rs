@@ -49,7 +49,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<ExitCode, CliError> {
         LookBack::parse(&args.window).map_err(|m| CliError::BadInput(format!("--window: {m}")))?;
     let origin = match args.run.as_deref() {
         None => load::Origin::Stored,
-        Some(text) => load::Origin::Replay(uuid::Uuid::try_parse(text).map_err(|_| {
+        Some(text) => load::Origin::Replay(load::parse_run_id(text).ok_or_else(|| {
             CliError::BadInput(format!("--run: {text:?} is not a replay run id (a UUID)"))
         })?),
     };

@@ -77,7 +77,12 @@ impl LookBack {
         };
         let split = text.len().checked_sub(1).ok_or_else(bad)?;
         let (number, unit) = text.split_at(split);
-        if number.is_empty() || number.len() > 6 || !number.bytes().all(|b| b.is_ascii_digit()) {
+        // As the API document's pattern `^[1-9][0-9]{0,5}[mhd]$`: no sign, no leading zero.
+        if number.is_empty()
+            || number.len() > 6
+            || number.starts_with('0')
+            || !number.bytes().all(|b| b.is_ascii_digit())
+        {
             return Err(bad());
         }
         let n: i64 = number.parse().map_err(|_| bad())?;
@@ -104,10 +109,9 @@ impl LookBack {
 
 impl fmt::Display for LookBack {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // In hours when whole (`24h`, `48h`), else in minutes.
         let m = self.minutes;
-        if m % (24 * 60) == 0 {
-            write!(f, "{}d", m / (24 * 60))
-        } else if m % 60 == 0 {
+        if m % 60 == 0 {
             write!(f, "{}h", m / 60)
         } else {
             write!(f, "{m}m")
@@ -454,7 +458,7 @@ mod tests {
         assert_eq!(LookBack::parse("1d").unwrap(), LookBack::DEFAULT);
         assert_eq!(LookBack::parse("90m").unwrap().hours(), 1.5);
         assert_eq!(LookBack::parse("90m").unwrap().to_string(), "90m");
-        assert_eq!(LookBack::parse("48h").unwrap().to_string(), "2d");
+        assert_eq!(LookBack::parse("2d").unwrap().to_string(), "48h");
         for bad in [
             "", "h", "24", "0h", "-1h", "1.5h", "31d", "24 h", "9999999m", "24H",
         ] {

@@ -222,7 +222,7 @@ async fn validate(
     };
     let origin = match q.run.as_deref() {
         None => load::Origin::Stored,
-        Some(text) => load::Origin::Replay(uuid::Uuid::try_parse(text).map_err(|_| {
+        Some(text) => load::Origin::Replay(load::parse_run_id(text).ok_or_else(|| {
             ApiError::BadRequest("query parameter `run`: must be a replay run id (a UUID)".into())
         })?),
     };

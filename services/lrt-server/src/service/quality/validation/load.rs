@@ -25,6 +25,14 @@ pub enum Origin {
     Replay(Uuid),
 }
 
+/// A replay run id as the API document writes it: a hyphenated UUID (36 characters).
+pub fn parse_run_id(text: &str) -> Option<Uuid> {
+    if text.len() != 36 {
+        return None;
+    }
+    Uuid::try_parse(text).ok()
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("no replay run {0}")]
