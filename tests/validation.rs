@@ -661,6 +661,8 @@ async fn the_api_refuses_a_bad_request_clearly() {
         "?window=0h",
         "?window=31d",
         "?window=1.5h",
+        "?window=%C3%A9",
+        "?window=1%C3%A9",
         "?run=nope",
         "?days=3",
     ] {

@@ -75,8 +75,8 @@ impl LookBack {
                 "{text:?} is not a look-back window: a whole number of minutes, hours or days, e.g. 90m, 24h, 2d (1 minute to 30 days)"
             )
         };
-        let split = text.len().checked_sub(1).ok_or_else(bad)?;
-        let (number, unit) = text.split_at(split);
+        let unit = text.chars().last().ok_or_else(bad)?;
+        let number = &text[..text.len() - unit.len_utf8()];
         // As the API document's pattern `^[1-9][0-9]{0,5}[mhd]$`: no sign, no leading zero.
         if number.is_empty()
             || number.len() > 6
@@ -87,9 +87,9 @@ impl LookBack {
         }
         let n: i64 = number.parse().map_err(|_| bad())?;
         let minutes = match unit {
-            "m" => n,
-            "h" => n * 60,
-            "d" => n * 24 * 60,
+            'm' => n,
+            'h' => n * 60,
+            'd' => n * 24 * 60,
             _ => return Err(bad()),
         };
         if !(1..=Self::MAX_MINUTES).contains(&minutes) {
