@@ -908,6 +908,7 @@ async fn the_openapi_document_matches_the_router() {
         ("GET", "/api/v1/quality/data-quality"),
         ("GET", "/api/v1/quality/measures"),
         ("GET", "/api/v1/quality/measures/{id}"),
+        ("POST", "/api/v1/quality/validation"),
         ("GET", "/health/live"),
         ("GET", "/health/ready"),
         ("GET", "/metrics"),

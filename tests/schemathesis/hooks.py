@@ -19,6 +19,9 @@ or replaced is left as it is.
 `LRT_SCHEMA_TALLY`, which the test reads (every secured operation must have had answers other than
 401: a run whose tokens were all refused proves nothing).
 
+`csv_body` serializes the `text/csv` request bodies (the adjudication file of the validation),
+a media type Schemathesis has no serializer for.
+
 Environment (set by the test): `LRT_SCHEMA_BASE` (the service's public base URL),
 `LRT_SCHEMA_KEY` (the private JWK file), `LRT_SCHEMA_ISS` (the issuer), `LRT_SCHEMA_SUBSCRIPTION_SECRET`,
 `LRT_SCHEMA_TALLY` (where to write the counts).
@@ -109,3 +112,18 @@ def _write_tally():
         counts = {op: dict(sorted(statuses.items())) for op, statuses in sorted(_tally.items())}
     with open(os.environ["LRT_SCHEMA_TALLY"], "w", encoding="utf-8") as f:
         json.dump(counts, f, indent=1)
+
+
+@schemathesis.serializer("text/csv")
+def csv_body(ctx, value):
+    """`text/csv` request bodies (the adjudication file of `POST /api/v1/quality/validation`),
+    which Schemathesis does not serialize by itself: the document's schema is a string, sent as
+    UTF-8 (lone surrogates kept, so the service sees bytes that are not UTF-8); a value of
+    another type (a negative case) is sent as its JSON text."""
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogatepass")
+    return json.dumps(value).encode("utf-8")

@@ -171,3 +171,20 @@ impl TestApp {
 pub fn repo_file(path: &str) -> PathBuf {
     repo_root().join(path)
 }
+
+/// The `lrt` binary of the same build as the test (`target/<profile>/lrt`): build it with
+/// `cargo build -p lrt-server` (`cargo test --workspace` does).
+pub fn lrt_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps");
+    let bin = dir.join("lrt");
+    assert!(
+        bin.is_file(),
+        "{} is missing: build it with `cargo build -p lrt-server` (cargo test --workspace does)",
+        bin.display()
+    );
+    bin
+}

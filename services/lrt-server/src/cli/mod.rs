@@ -8,6 +8,7 @@ mod health;
 mod live;
 mod rules;
 mod serve;
+mod validate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,6 +56,9 @@ enum Command {
     /// Ask a running `lrt serve` whether it is ready (exit 0) or not (exit 1): the image's
     /// health check.
     Health(health::Args),
+    /// Silent-mode validation: the system's calls against the Lung Rescue Team's adjudications
+    /// (sensitivity, specificity, PPV, NPV with 95% Wilson intervals; lead time).
+    Validate(validate::Args),
     /// Development and test helpers (never needed in production).
     #[command(subcommand)]
     Dev(dev::Command),
@@ -100,6 +104,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Migrate(args) => serve::migrate(&ctx, args),
         Command::Purge(args) => serve::purge(&ctx, args),
         Command::Health(args) => health::run(&ctx, args),
+        Command::Validate(args) => validate::run(&ctx, args),
         Command::Dev(cmd) => dev::run(&ctx, cmd),
     }
 }

@@ -15,6 +15,8 @@
 //! evaluations of the same call compared), [`patients`] (distinct patients per ECMO category) and
 //! [`data_quality`] (what the EHR fails to chart); [`measure`] publishes two of them as FHIR
 //! `Measure`s and reports them as `MeasureReport`s, [`csv`] writes any of them as CSV.
+//! [`validation`] compares the system's calls with the Lung Rescue Team's adjudications
+//! (silent-mode validation: sensitivity, PPV, NPV, lead time).
 
 pub mod alerts;
 pub mod consults;
@@ -24,6 +26,7 @@ pub mod feedback;
 pub mod measure;
 pub mod patients;
 pub mod shadow;
+pub mod validation;
 
 use chrono::{DateTime, Datelike, Duration, Utc};
 use serde::Serialize;

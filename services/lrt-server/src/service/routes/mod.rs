@@ -59,6 +59,7 @@ pub fn route_label(path: &str) -> &'static str {
             "shadow" => "/api/v1/quality/shadow",
             "patients" => "/api/v1/quality/patients",
             "data-quality" => "/api/v1/quality/data-quality",
+            "validation" => "/api/v1/quality/validation",
             "measures" if path.trim_matches('/').split('/').nth(4).is_some() => {
                 "/api/v1/quality/measures/{id}"
             }

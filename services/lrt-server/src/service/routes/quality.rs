@@ -5,19 +5,23 @@
 //! long table, [`quality::csv`]) when the `Accept` header names `text/csv`. The feedback and
 //! consults aggregates also answer a FHIR `MeasureReport` (`Accept: application/fhir+json`) of
 //! the published `Measure`s ([`quality::measure`]: `/api/v1/quality/measures[/{id}]`).
+//! `POST /api/v1/quality/validation` compares an adjudication file (CSV or JSON rows) with the
+//! caller's evaluations ([`quality::validation`]).
 
 use axum::Json;
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use chrono::Utc;
 use serde::Serialize;
 
 use crate::service::auth::{ApiCaller, Tenancy};
 use crate::service::error::ApiError;
+use crate::service::quality::validation::{self, LookBack, load};
 use crate::service::quality::{self, QualityQuery, RawQuery, measure};
 use crate::service::state::AppState;
 
@@ -31,6 +35,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/quality/data-quality", get(data_quality))
         .route("/api/v1/quality/measures", get(published_measures))
         .route("/api/v1/quality/measures/{id}", get(published_measure))
+        .route("/api/v1/quality/validation", post(validate))
 }
 
 type QueryString = Result<Query<RawQuery>, QueryRejection>;
@@ -179,4 +184,64 @@ async fn shadow(
         &headers,
         &quality::shadow::shadow(&state.pool, &q, &paging).await?,
     )
+}
+
+/// The query string of the validation: the replay run to compare instead of the stored
+/// evaluations, and the look-back window.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ValidationQuery {
+    run: Option<String>,
+    window: Option<String>,
+}
+
+/// The body's media type, without parameters, in lower case.
+fn media_type(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|m| m.trim().to_ascii_lowercase())
+}
+
+/// `POST /api/v1/quality/validation`: the adjudications (`text/csv`, or `application/json`
+/// `{"adjudications": [...]}`) against the caller's stored active evaluations, or a replay
+/// run's outcomes (`run`), within the look-back `window` (default 24h).
+async fn validate(
+    State(state): State<AppState>,
+    ApiCaller { tenancy, .. }: ApiCaller,
+    headers: HeaderMap,
+    query: Result<Query<ValidationQuery>, QueryRejection>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let Query(q) = query?;
+    let window = match q.window.as_deref() {
+        None => LookBack::DEFAULT,
+        Some(text) => LookBack::parse(text)
+            .map_err(|m| ApiError::BadRequest(format!("query parameter `window`: {m}")))?,
+    };
+    let origin = match q.run.as_deref() {
+        None => load::Origin::Stored,
+        Some(text) => load::Origin::Replay(load::parse_run_id(text).ok_or_else(|| {
+            ApiError::BadRequest("query parameter `run`: must be a replay run id (a UUID)".into())
+        })?),
+    };
+    let adjudications = match media_type(&headers).as_deref() {
+        Some("text/csv") => validation::adjudication::from_csv(&body),
+        Some("application/json") => validation::adjudication::from_json(&body),
+        _ => {
+            return Err(ApiError::UnsupportedMediaType(
+                "the adjudications must be sent as text/csv or application/json".into(),
+            ));
+        }
+    }
+    .map_err(|e| ApiError::BadRequest(format!("adjudications: {e}")))?;
+    let (source, calls) = load::calls(&state.pool, &adjudications, window, origin, &tenancy)
+        .await
+        .map_err(|e| match e {
+            load::LoadError::NoSuchRun(run) => ApiError::NotFound(format!("no replay run {run}")),
+            load::LoadError::Database(e) => ApiError::from(e),
+        })?;
+    let result = validation::validate(&adjudications, &calls, window, source);
+    Ok(Json(serde_json::to_value(result).map_err(ApiError::internal)?).into_response())
 }
