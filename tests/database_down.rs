@@ -246,6 +246,25 @@ async fn a_read_only_database_gives_503_and_the_service_recovers_by_itself() {
     assert!(matches!(answer(1).await, Answer::Ok(_)));
 
     set_read_only(&app.db, true).await;
+    // What the service's statements meet: a write refused as read-only (25006), which counts as
+    // "unavailable" (503), not as a fault of the service (500).
+    let mut refused = None;
+    for _ in 0..20 {
+        match sqlx::query("INSERT INTO jwt_replay (iss, jti, expires_at) VALUES ('t', 't', now())")
+            .execute(&app.pool)
+            .await
+        {
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("25006") => {
+                refused = Some(sqlx::Error::Database(e));
+                break;
+            }
+            // A connection ended by the demotion, before the pool reconnects.
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Ok(_) => panic!("a write succeeded on the read-only database"),
+        }
+    }
+    let refused = refused.expect("a write refused with 25006");
+    assert!(lrt_server::service::error::database_unavailable(&refused));
     for n in 2..8 {
         match answer(n).await {
             Answer::Unavailable => {}
