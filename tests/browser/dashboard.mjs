@@ -196,6 +196,8 @@ try {
   same(await text('[data-figure="page.state"]'), ev.page ? ev.page.state : 'No page was sent for this evaluation.', 'page state');
   expect(ev.page !== null, 'the evaluation of the link has no page: seed one');
   await page.screenshot({ path: join(shots, 'dashboard-evaluation.png'), fullPage: true });
+  await page.screenshot({ path: join(shots, 'dashboard-evaluation-top.png') });
+  await page.locator('#feedback').screenshot({ path: join(shots, 'dashboard-evaluation-feedback.png') });
 } catch (e) {
   problems.push(`the run failed: ${e.stack || e}`);
 } finally {

@@ -34,7 +34,7 @@ function frame(title, description, width, height) {
 
 // Lines over time. `labels`: x labels (one per bucket); `series`: [{name, values}].
 export function lineChart(title, labels, series) {
-  const W = 720, H = 260, L = 48, R = 16, T = 16, B = 44;
+  const W = 720, H = 260, L = 48, R = 40, T = 16, B = 44;
   const max = Math.max(0, ...series.flatMap((x) => x.values.filter((v) => v !== null)));
   const { top, step } = scale(max);
   const description = series.map((x) => `${x.name}: ${x.values.reduce((a, b) => a + (b || 0), 0)} in total`).join('; ');
