@@ -56,8 +56,29 @@ lint:
 
 ## Install what the tests need that is not a crate of this workspace (skipped when present):
 ## the FHIR server, and a PostgreSQL server on 127.0.0.1:5432 (or LRT_TEST_DATABASE_URL).
-tools: $(HFS)
+tools: $(HFS) browser-tools
 	@deploy/dev/ensure-postgres.sh
+
+## The dashboard's browser test (tests/dashboard_browser.rs): Debian's Chromium (apt-get when
+## root and missing) and playwright-core from the committed lock file (npm ci, skipped while
+## node_modules matches it). Never `npx playwright install`: the browser is the system's.
+CHROMIUM ?= /usr/bin/chromium
+BROWSER_TEST_DIR := tests/browser
+.PHONY: browser-tools
+browser-tools: $(BROWSER_TEST_DIR)/node_modules/.package-lock.json
+	@if [ ! -x $(CHROMIUM) ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "Installing Debian's chromium for the dashboard's browser test..."; \
+			{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null || exit 1; \
+		else \
+			echo "$(CHROMIUM) is missing: install Debian's chromium (sudo apt-get install chromium) or set CHROMIUM=/path/to/chromium" >&2; exit 1; \
+		fi; \
+	fi
+
+$(BROWSER_TEST_DIR)/node_modules/.package-lock.json: $(BROWSER_TEST_DIR)/package-lock.json $(BROWSER_TEST_DIR)/package.json
+	@command -v npm >/dev/null || { echo "npm is missing: install Node.js 20 or later with npm" >&2; exit 1; }
+	cd $(BROWSER_TEST_DIR) && npm ci --ignore-scripts --no-audit --no-fund
+	@touch $@
 
 # One install at a time per cache (two checkouts running `make test` at once must not delete
 # each other's build directory): the install runs under a lock and is skipped if another one

@@ -913,6 +913,7 @@ async fn the_openapi_document_matches_the_router() {
         ("GET", "/health/ready"),
         ("GET", "/metrics"),
         ("GET", "/openapi.yaml"),
+        ("GET", "/dashboard/session"),
     ];
     for (method, path) in routed {
         assert!(

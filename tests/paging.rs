@@ -149,7 +149,7 @@ async fn one_page_per_trigger_none_on_retry_none_inside_the_window_a_new_one_on_
         page["evaluation"]["url"]
             .as_str()
             .unwrap()
-            .contains("/api/v1/evaluations/")
+            .contains("/dashboard/evaluations/")
     );
     // Nothing beyond the minimum to act: no values, no narrative.
     let mut keys: Vec<&str> = page

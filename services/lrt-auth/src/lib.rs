@@ -14,6 +14,8 @@
 //! * [`verifier`]: the checks, in the cds-hooks best-practice order;
 //! * [`rejection`]: one variant per reason, with a metrics label;
 //! * [`replay`]: the `jti` replay store trait and an in-memory store;
+//! * [`assertion`]: a person's signed identity as an identity-aware proxy or an OpenID Connect
+//!   provider asserts it (the quality dashboard), checked with the same keys and JWK Set cache;
 //! * `keys` and `jwks` (private): JWK parsing, and fetching and caching remote JWK Sets
 //!   (allow-listed URLs only, size- and time-limited, rate-limited refresh on unknown `kid`).
 //!
@@ -38,6 +40,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod assertion;
 pub mod config;
 #[cfg(feature = "dev-signer")]
 pub mod dev;
@@ -48,6 +51,7 @@ pub mod replay;
 mod token;
 pub mod verifier;
 
+pub use assertion::{Assertion, AssertionConfig, AssertionVerifier};
 pub use config::{AuthConfig, ConfigError, JwksConfig, JwtAlgorithm, TrustedIssuer};
 pub use rejection::Rejection;
 pub use replay::{FirstUse, MemoryReplayStore, ReplayStore, StoreError};

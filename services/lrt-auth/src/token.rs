@@ -151,6 +151,15 @@ pub(crate) fn decode(token: &str) -> Result<Unverified<'_>, Rejection> {
     })
 }
 
+/// Every claim of `token` (already accepted by [`decode`]), as a JSON object: what an identity
+/// assertion carries besides the registered claims (`email`, `groups`, a tenant claim…).
+pub(crate) fn claims_object(
+    token: &str,
+) -> Result<serde_json::Map<String, serde_json::Value>, Rejection> {
+    let payload = token.split('.').nth(1).ok_or(Rejection::Malformed)?;
+    decode_json(payload)
+}
+
 /// Extracts the token from an `Authorization` header value: `Bearer <token>` (the scheme is
 /// case-insensitive, RFC 9110 §11.1). `None` for any other scheme or an empty token.
 pub fn bearer_token(authorization: &str) -> Option<&str> {

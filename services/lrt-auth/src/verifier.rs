@@ -76,12 +76,12 @@ pub struct Verifier {
 }
 
 /// Whether two audience URLs name the same endpoint: equal, ignoring one trailing `/`.
-fn same_endpoint(a: &str, b: &str) -> bool {
+pub(crate) fn same_endpoint(a: &str, b: &str) -> bool {
     a.strip_suffix('/').unwrap_or(a) == b.strip_suffix('/').unwrap_or(b)
 }
 
 /// The algorithm named by the `alg` header, if it is an asymmetric one this crate supports.
-fn header_algorithm(alg: &str) -> Result<JwtAlgorithm, Rejection> {
+pub(crate) fn header_algorithm(alg: &str) -> Result<JwtAlgorithm, Rejection> {
     if alg.eq_ignore_ascii_case("none") {
         return Err(Rejection::AlgorithmNone);
     }

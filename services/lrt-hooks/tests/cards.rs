@@ -33,7 +33,7 @@ fn case(id: &str) -> Case {
 }
 
 fn dashboard() -> Url {
-    Url::parse("https://lrt.example.org/dashboard/").expect("a url")
+    Url::parse("https://lrt.example.org/").expect("a url")
 }
 
 /// The response of `service` for `snapshot` at `now`, as JSON, checked by the validator.
@@ -158,7 +158,7 @@ fn worked_examples_give_one_valid_summary_card_each() {
         );
         assert_eq!(
             card["links"][0]["url"],
-            format!("https://lrt.example.org/dashboard/api/v1/evaluations/{eid}")
+            format!("https://lrt.example.org/dashboard/evaluations/{eid}")
         );
         assert_eq!(card["links"][0]["type"], "absolute");
         let detail = card["detail"].as_str().expect("detail");

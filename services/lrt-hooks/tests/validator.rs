@@ -27,7 +27,7 @@ fn good() -> Value {
             "selectionBehavior": "any",
             "overrideReasons": [{"system": "urn:lrt:override-reason", "code": "goals-of-care", "display": "Not consistent with the goals of care"}],
             "links": [
-                {"label": "Open this LRT evaluation", "url": "https://lrt.example.org/api/v1/evaluations/1", "type": "absolute"},
+                {"label": "Open this LRT evaluation", "url": "https://lrt.example.org/dashboard/evaluations/00000000-0000-4000-8000-000000000001", "type": "absolute"},
                 {"label": "LRT app", "url": "https://lrt.example.org/launch", "type": "smart", "appContext": "{\"evaluation\":\"1\"}"}
             ],
             "extension": {"org.lrt-cds": {"rulesetVersion": "0.1.0"}}
@@ -352,7 +352,7 @@ fn links() {
         "/cards/0/links/0",
     );
     expect(
-        &broken(|v| card(v)["links"][0]["url"] = json!("api/v1/evaluations/1")),
+        &broken(|v| card(v)["links"][0]["url"] = json!("dashboard/evaluations/1")),
         "F.25",
         "/cards/0/links/0/url",
     );

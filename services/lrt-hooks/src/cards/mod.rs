@@ -16,7 +16,8 @@
 //! scores, recommendations with their texts, data quality in words, and the rule set. One
 //! suggestion, "Request LRT consult" (`create` a draft ServiceRequest, intent `proposal`; its
 //! code comes from the version's order codes), `selectionBehavior: at-most-one`; override
-//! reasons with displays; an `absolute` link to `{dashboard}/api/v1/evaluations/{evaluation_id}`;
+//! reasons with displays; an `absolute` link to `{dashboard}/dashboard/evaluations/{evaluation_id}` (the evaluation
+//! in the quality dashboard page, which a browser opens with the person's sign-in);
 //! `extension."org.lrt-cds"` with the rule-set version, its SHA-256 and the evaluation id.
 //!
 //! **order-select / order-sign**: one card per draft order in scope (the *selected* orders for
@@ -103,7 +104,7 @@ pub struct CardInput<'a> {
     /// The snapshot evaluated (for the times of the values shown); optional.
     pub snapshot: Option<&'a PatientSnapshot>,
     pub evaluation_id: Uuid,
-    /// Base URL of the quality dashboard (`{dashboard}/api/v1/evaluations/{id}`).
+    /// Base URL of the quality dashboard (`{dashboard}/dashboard/evaluations/{id}`).
     pub dashboard: &'a Url,
     /// The rule set's order codes ([`OrderCodes::for_rules`]).
     pub order_codes: &'a OrderCodes,
@@ -733,7 +734,7 @@ impl Renderer<'_> {
     fn evaluation_link(&self) -> Vec<Link> {
         let base = self.input.dashboard.as_str().trim_end_matches('/');
         Url::parse(&format!(
-            "{base}/api/v1/evaluations/{}",
+            "{base}/dashboard/evaluations/{}",
             self.input.evaluation_id
         ))
         .ok()

@@ -128,20 +128,38 @@ pub fn replay_store_failed(error: sqlx::Error) -> ApiError {
 }
 
 /// The caller of an `/api/v1` route, as an extractor: a JWT whose `aud` is
-/// `{public_base_url}/api/v1`, and whose rows it may see ([`Tenancy`]).
+/// `{public_base_url}/api/v1`, or, for a request without `Authorization`, a person signed in to
+/// the quality dashboard (the identity-aware proxy's assertion or an OpenID Connect session,
+/// [`crate::service::dashboard::identity`], with its CSRF check on changes); and whose rows it
+/// may see ([`Tenancy`]).
 pub struct ApiCaller {
     pub client: Option<VerifiedClient>,
     pub tenancy: Tenancy,
+    /// The dashboard user, when the caller is one (then `client` is None).
+    pub person: Option<String>,
 }
 
 impl FromRequestParts<AppState> for ApiCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if !parts.headers.contains_key(header::AUTHORIZATION)
+            && let Some(user) = crate::service::dashboard::identity::user(state, parts).await?
+        {
+            return Ok(ApiCaller {
+                client: None,
+                tenancy: user.tenancy,
+                person: Some(user.name),
+            });
+        }
         let audience = api_audience(state);
         let client = verified(state, &parts.headers, &[&audience]).await?;
         let tenancy = Tenancy::of(client.as_ref(), &state.quality_issuers);
-        Ok(ApiCaller { client, tenancy })
+        Ok(ApiCaller {
+            client,
+            tenancy,
+            person: None,
+        })
     }
 }
 

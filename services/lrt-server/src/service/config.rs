@@ -34,6 +34,7 @@ const KEYS: &[&str] = &[
     "shadow",
     "fhir_allow",
     "dashboard_base_url",
+    "dashboard",
     "cors_origins",
     "limits",
     "auth",
@@ -68,8 +69,11 @@ pub struct Config {
     pub shadow: bool,
     /// FHIR base URLs the service may call (prefix match on scheme, host, port and path).
     pub fhir_allow: Vec<String>,
-    /// Base URL of the dashboard links on cards; defaults to `public_base_url`.
+    /// Base URL of the dashboard links on cards (`{dashboard_base_url}/dashboard/evaluations/{id}`);
+    /// defaults to `public_base_url`.
     pub dashboard_base_url: Option<String>,
+    /// The quality dashboard's sign-in (`[dashboard]`: identity-aware proxy or OpenID Connect).
+    pub dashboard: super::dashboard::config::DashboardConfig,
     /// Origins allowed by CORS for browser-based CDS clients; `["*"]` allows any (no
     /// credentials are involved: the JWT travels in `Authorization`, listed by name).
     pub cors_origins: Vec<String>,
@@ -200,6 +204,7 @@ impl Default for Config {
             shadow: true,
             fhir_allow: Vec::new(),
             dashboard_base_url: None,
+            dashboard: super::dashboard::config::DashboardConfig::default(),
             cors_origins: vec!["*".into()],
             limits: Limits::default(),
             auth: None,
@@ -300,6 +305,18 @@ impl Config {
                     "quality_issuers: {q:?} is not an issuer of [auth] (a typo would leave the quality team seeing nothing)"
                 )));
             }
+        }
+        let issuers: Vec<&str> = self
+            .auth
+            .as_ref()
+            .map(|a| a.issuers.iter().map(|i| i.iss.as_str()).collect())
+            .unwrap_or_default();
+        self.dashboard
+            .check(&issuers)
+            .map_err(ConfigError::Invalid)?;
+        if let Some(base) = &self.dashboard_base_url {
+            url::Url::parse(base)
+                .map_err(|e| ConfigError::Invalid(format!("dashboard_base_url {base:?}: {e}")))?;
         }
         self.paging.check().map_err(ConfigError::Invalid)?;
         self.retention.check().map_err(ConfigError::Invalid)?;

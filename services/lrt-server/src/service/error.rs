@@ -16,6 +16,10 @@ pub enum ApiError {
     /// 401: no valid JWT. Deliberately without detail (checklist H).
     #[error("unauthorized")]
     Unauthorized,
+    /// 403: the caller is known but may not do this (a dashboard request without its CSRF
+    /// header, a signed-in person whose claims grant no tenancy).
+    #[error("{0}")]
+    Forbidden(String),
     /// 404: no such service, evaluation or route.
     #[error("{0}")]
     NotFound(String),
@@ -41,6 +45,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
@@ -55,6 +60,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Unauthorized => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict(_) => "conflict",
             ApiError::PreconditionFailed(_) => "prefetch_unavailable",
@@ -69,6 +75,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) | ApiError::UnsupportedMediaType(_) => "invalid",
             ApiError::Unauthorized => "login",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not-found",
             ApiError::Conflict(_) => "conflict",
             ApiError::PreconditionFailed(_) => "incomplete",

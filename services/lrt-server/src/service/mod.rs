@@ -9,6 +9,8 @@
 //!   answer → one transaction) behind the hook call and the EHR-read evaluations;
 //! * [`inbox`]: Subscription notifications stored before the EHR is read, and their worker;
 //! * [`quality`]: the quality team's aggregates (`/api/v1/quality/...`), computed in SQL;
+//! * [`dashboard`]: the quality dashboard page (`/dashboard`) and its sign-in (identity-aware
+//!   proxy or OpenID Connect);
 //! * [`paging`]: the LRT pager consult (outbox, dispatcher, channels);
 //! * [`housekeeping`]: outbox backlog gauges, the purge of expired `jti` entries and the
 //!   retention purge ([`retention`]), on a timer;
@@ -20,6 +22,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod dashboard;
 pub mod edges;
 pub mod error;
 pub mod housekeeping;
@@ -152,6 +155,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::notifications::routes())
         .merge(routes::subscription::routes())
         .merge(routes::health::routes())
+        .merge(dashboard::routes())
         .fallback(routes::not_found)
         .with_state(state)
         // A panic in a handler is a 500 OperationOutcome and a log line, never a dropped

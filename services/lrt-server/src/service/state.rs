@@ -40,6 +40,8 @@ pub struct AppState {
     pub quality_issuers: Arc<Vec<String>>,
     /// Base of the dashboard links on cards.
     pub dashboard: Arc<url::Url>,
+    /// How people sign in to the dashboard (`[dashboard]`).
+    pub dashboard_auth: Arc<super::dashboard::identity::DashboardAuth>,
     /// The LRT pager (None: no channel configured, no pages written).
     pub pager: Option<super::paging::Pager>,
     /// The EHR's FHIR server for evaluations without a CDS Hooks call.
@@ -94,6 +96,49 @@ fn backend_auth(
         scope: smart.scope.clone(),
         key,
     }))
+}
+
+/// The dashboard's sign-in of `[dashboard]` (keys read now: a missing key file stops the start).
+fn dashboard_auth(
+    config: &Config,
+    dashboard: &url::Url,
+) -> Result<super::dashboard::identity::DashboardAuth, String> {
+    use super::dashboard::identity::DashboardAuth;
+    let d = &config.dashboard;
+    let loopback_http = config
+        .auth
+        .as_ref()
+        .is_some_and(|a| a.allow_insecure_loopback_http);
+    if let Some(p) = &d.proxy {
+        let mut a = lrt_auth::AssertionConfig::new(p.issuer.clone(), p.audience.clone());
+        a.jwks_url = p.jwks_url.clone();
+        a.jwks_file = p.jwks_file.clone();
+        if let Some(algorithms) = &p.algorithms {
+            a.algorithms = algorithms.clone();
+        }
+        a.allow_insecure_loopback_http = loopback_http;
+        let verifier =
+            lrt_auth::AssertionVerifier::new(a).map_err(|e| format!("dashboard.proxy: {e}"))?;
+        let header = axum::http::HeaderName::try_from(p.header.as_str())
+            .map_err(|e| format!("dashboard.proxy.header: {e}"))?;
+        return Ok(DashboardAuth::Proxy {
+            header,
+            verifier: Box::new(verifier),
+            access: d.access.clone(),
+        });
+    }
+    if let Some(o) = &d.oidc {
+        let oidc = super::dashboard::oidc::Oidc::new(
+            o.clone(),
+            d.access.clone(),
+            dashboard,
+            std::time::Duration::from_secs(d.session_ttl_s),
+            loopback_http,
+        )
+        .map_err(|e| e.to_string())?;
+        return Ok(DashboardAuth::Oidc(Box::new(oidc)));
+    }
+    Ok(DashboardAuth::Off)
 }
 
 /// How CDS clients are authenticated.
@@ -239,6 +284,7 @@ impl AppState {
         };
         let dashboard = url::Url::parse(&format!("{}/", config.dashboard_base()))
             .map_err(|e| invalid(format!("dashboard_base_url: {e}")))?;
+        let dashboard_auth = dashboard_auth(&config, &dashboard).map_err(invalid)?;
         let metrics = telemetry::metrics();
         telemetry::record_build_info(
             &rules.label(),
@@ -252,6 +298,7 @@ impl AppState {
             card_text: Arc::new(card_text),
             quality_issuers: Arc::new(config.quality_issuers.clone()),
             dashboard: Arc::new(dashboard),
+            dashboard_auth: Arc::new(dashboard_auth),
             pager,
             ehr,
             inbox_wake: Arc::new(tokio::sync::Notify::new()),

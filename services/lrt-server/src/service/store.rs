@@ -495,3 +495,21 @@ pub async fn evaluations(
     .fetch_all(pool)
     .await
 }
+
+/// The feedback received on an evaluation's cards, oldest first, as JSON objects (`card_uuid`,
+/// `outcome`, `outcome_timestamp`, `accepted_suggestions`, `override_reason`, `received_at`).
+/// The caller has already checked that the evaluation is visible to it.
+pub async fn feedback_of_evaluation(pool: &PgPool, evaluation: Uuid) -> Result<Value, sqlx::Error> {
+    sqlx::query_scalar::<_, Value>(
+        "SELECT coalesce(json_agg(json_build_object( \
+             'card_uuid', card_uuid, 'outcome', outcome, \
+             'outcome_timestamp', outcome_timestamp, \
+             'accepted_suggestions', accepted_suggestions, \
+             'override_reason', override_reason, 'received_at', received_at) \
+           ORDER BY outcome_timestamp, card_uuid), '[]'::json)::jsonb \
+         FROM card_feedback WHERE evaluation_id = $1",
+    )
+    .bind(evaluation)
+    .fetch_one(pool)
+    .await
+}

@@ -308,7 +308,7 @@ impl PagePlan {
             repeat_window: Duration::from_secs_f64((window_h * 3600.0).max(0.0)),
             ruleset_label: rules.label(),
             evaluation_url: dashboard
-                .join(&format!("api/v1/evaluations/{evaluation_id}"))
+                .join(&format!("dashboard/evaluations/{evaluation_id}"))
                 .map(|u| u.to_string())
                 .unwrap_or_default(),
             channels: config.channels(),

@@ -1,7 +1,8 @@
 //! `/api/v1`: what the quality dashboard reads. Evaluations (newest first, by patient or role),
-//! one evaluation with its snapshot, assessment and the response sent, and the rule-set versions
-//! in use. Authenticated like the CDS Hooks calls (a trusted issuer's JWT whose `aud` is
-//! `{public_base_url}/api/v1`). Tenancy: a caller reads the evaluations its own issuer and
+//! one evaluation with its snapshot, assessment, the response sent, the feedback on its cards and
+//! its LRT page (what the dashboard's evaluation view shows), and the rule-set versions in use.
+//! Authenticated like the CDS Hooks calls (a trusted issuer's JWT whose `aud` is
+//! `{public_base_url}/api/v1`) or by a dashboard sign-in. Tenancy: a caller reads the evaluations its own issuer and
 //! `tenant` created; an issuer of `quality_issuers` reads every tenant's; another tenant's
 //! evaluation is 404, as if it did not exist.
 
@@ -60,10 +61,17 @@ async fn list(
 /// An `Idempotency-Key` header makes a retry return the first evaluation and page no one.
 async fn create(
     State(state): State<AppState>,
-    ApiCaller { client, .. }: ApiCaller,
+    ApiCaller { client, person, .. }: ApiCaller,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
+    // An evaluation is stored under the issuer and tenant of the CDS client that asked for it:
+    // a dashboard user has none.
+    if person.is_some() {
+        return Err(ApiError::Forbidden(
+            "evaluations are requested by a CDS client with its JWT, not from the dashboard".into(),
+        ));
+    }
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Body {
@@ -120,11 +128,19 @@ async fn one(
     let (row, snapshot, assessment, response) = store::evaluation(&state.pool, id, &tenancy)
         .await?
         .ok_or_else(|| ApiError::NotFound("no such evaluation".into()))?;
+    let feedback = store::feedback_of_evaluation(&state.pool, id).await?;
+    let page_id = Uuid::new_v5(&id, b"consult-page");
+    let page = crate::service::paging::outbox::page(&state.pool, page_id, &tenancy).await?;
     let mut v = serde_json::to_value(row).map_err(ApiError::internal)?;
     if let Value::Object(map) = &mut v {
         map.insert("snapshot".into(), snapshot);
         map.insert("assessment".into(), assessment);
         map.insert("response".into(), response);
+        map.insert("feedback".into(), feedback);
+        map.insert(
+            "page".into(),
+            serde_json::to_value(page).map_err(ApiError::internal)?,
+        );
     }
     Ok(Json(v))
 }

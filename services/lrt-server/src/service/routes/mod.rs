@@ -89,6 +89,13 @@ pub fn route_label(path: &str) -> &'static str {
         (Some("health"), Some("live"), None, _) => "/health/live",
         (Some("health"), Some("ready"), None, _) => "/health/ready",
         (Some("metrics"), None, ..) => "/metrics",
+        (Some("dashboard"), None, ..) => "/dashboard",
+        (Some("dashboard"), Some("evaluations"), Some(_), _) => "/dashboard/evaluations/{id}",
+        (Some("dashboard"), Some("assets"), Some(_), _) => "/dashboard/assets/{file}",
+        (Some("dashboard"), Some("session"), None, _) => "/dashboard/session",
+        (Some("dashboard"), Some("login"), None, _) => "/dashboard/login",
+        (Some("dashboard"), Some("callback"), None, _) => "/dashboard/callback",
+        (Some("dashboard"), Some("logout"), None, _) => "/dashboard/logout",
         (Some("openapi.yaml"), None, ..) => "/openapi.yaml",
         _ => "other",
     }

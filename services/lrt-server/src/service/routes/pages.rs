@@ -83,7 +83,11 @@ async fn found(state: &AppState, id: Uuid, tenancy: &Tenancy) -> Result<Json<Val
 /// Marks the page as acknowledged by the caller (the JWT's `sub`); idempotent.
 async fn acknowledge(
     State(state): State<AppState>,
-    ApiCaller { client, tenancy }: ApiCaller,
+    ApiCaller {
+        client,
+        tenancy,
+        person,
+    }: ApiCaller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = page_id(&id)?;
@@ -91,9 +95,9 @@ async fn acknowledge(
     if outbox::page(&state.pool, id, &tenancy).await?.is_none() {
         return Err(ApiError::NotFound("no such page".into()));
     }
-    let by = client
+    let by = person.as_deref().or(client
         .as_ref()
-        .and_then(|c| c.sub.as_deref().or(Some(c.iss.as_str())));
+        .and_then(|c| c.sub.as_deref().or(Some(c.iss.as_str()))));
     if !outbox::acknowledge(&state.pool, id, by).await? {
         return Err(ApiError::NotFound("no such page".into()));
     }
