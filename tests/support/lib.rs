@@ -3,9 +3,11 @@
 //! patients.
 #![forbid(unsafe_code)]
 
+pub mod browser;
 pub mod cds_client;
 pub mod fhir_server;
 pub mod gate;
+pub mod oidc_provider;
 pub mod otlp;
 pub mod pager;
 pub mod service;

@@ -204,19 +204,20 @@ pub fn panic_response(payload: Box<dyn std::any::Any + Send + 'static>) -> Respo
 
 /// Gives an OperationOutcome body to error responses that were made without one (by a layer
 /// or by axum itself: 405, 413, the request timeout's 503, a rejected extractor's plain text).
-/// A 401 stays bare (checklist H.33); a FHIR or JSON error body is kept as it is.
+/// A 401 stays bare (checklist H.33); a FHIR or JSON error body is kept as it is, and so is an
+/// HTML page made for a person (the dashboard's failed sign-in).
 pub async fn outcome_for_bare_errors(response: Response) -> Response {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) || status == StatusCode::UNAUTHORIZED
     {
         return response;
     }
-    let is_json = response
+    let made_on_purpose = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.contains("json"));
-    if is_json {
+        .is_some_and(|ct| ct.contains("json") || ct.starts_with("text/html"));
+    if made_on_purpose {
         return response;
     }
     let (issue, text) = match status {

@@ -4,8 +4,9 @@
 //!   `lrt_page_outbox_oldest_pending_seconds`, `lrt_page_outbox_dead_letter`), refreshed every
 //!   [`GAUGE_PERIOD`], so that an alert sees a page stuck before a clinician misses it;
 //! * the purge of expired `jti` replay entries every [`PURGE_PERIOD`] (a token past its `exp`
-//!   is refused whatever the table holds, so an expired entry protects nothing). One replica at
-//!   a time: the purge runs under a transaction-scoped advisory lock that the others skip;
+//!   is refused whatever the table holds, so an expired entry protects nothing), and of expired
+//!   dashboard sessions (they name the person) and unfinished logins. One replica at a time:
+//!   the purge runs under a transaction-scoped advisory lock that the others skip;
 //! * the retention purge ([`super::retention`]) every [`RETENTION_PERIOD`] when `[retention]`
 //!   sets a horizon, also one replica at a time.
 //!
@@ -52,9 +53,20 @@ pub async fn outbox_backlog(pool: &PgPool) -> Result<OutboxBacklog, sqlx::Error>
     .await
 }
 
-/// Purges expired replay entries unless another replica is doing it; how many were removed
-/// (None: another replica holds the lock).
-pub async fn purge_expired_jti(pool: &PgPool) -> Result<Option<u64>, sqlx::Error> {
+/// What one purge of expired rows removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ExpiredPurged {
+    /// `jwt_replay` entries.
+    pub jti: u64,
+    /// `dashboard_session` rows.
+    pub dashboard_sessions: u64,
+    /// `dashboard_login` rows (logins never finished).
+    pub dashboard_logins: u64,
+}
+
+/// Purges expired replay entries, dashboard sessions and logins unless another replica is doing
+/// it; what was removed (None: another replica holds the lock).
+pub async fn purge_expired(pool: &PgPool) -> Result<Option<ExpiredPurged>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
         .bind(PURGE_LOCK)
@@ -63,9 +75,14 @@ pub async fn purge_expired_jti(pool: &PgPool) -> Result<Option<u64>, sqlx::Error
     if !locked {
         return Ok(None);
     }
-    let purged = super::store::purge_expired_jti(&mut *tx).await?;
+    let jti = super::store::purge_expired_jti(&mut *tx).await?;
+    let dashboard = super::dashboard::sessions::purge_expired(&mut tx).await?;
     tx.commit().await?;
-    Ok(Some(purged))
+    Ok(Some(ExpiredPurged {
+        jti,
+        dashboard_sessions: dashboard.sessions,
+        dashboard_logins: dashboard.logins,
+    }))
 }
 
 /// What is due at a tick.
@@ -75,7 +92,8 @@ pub struct Schedule {
     last_retention: Option<Instant>,
 }
 
-/// One step: the gauges, and the purge when [`PURGE_PERIOD`] has passed since the last one.
+/// One step: the gauges, and the purges when their period has passed since the last one (the
+/// first step does them).
 #[tracing::instrument(name = "housekeeping.tick", skip_all)]
 pub async fn tick(pool: &PgPool, retention: &RetentionConfig, schedule: &mut Schedule) {
     match outbox_backlog(pool).await {
@@ -90,15 +108,22 @@ pub async fn tick(pool: &PgPool, retention: &RetentionConfig, schedule: &mut Sch
         .last_purge
         .is_none_or(|t| t.elapsed() >= PURGE_PERIOD);
     if due {
-        match purge_expired_jti(pool).await {
+        match purge_expired(pool).await {
             Ok(purged) => {
                 schedule.last_purge = Some(Instant::now());
-                if let Some(n) = purged {
-                    metrics::counter!("lrt_jwt_replay_purged_total").increment(n);
-                    tracing::debug!(purged = n, "expired jti replay entries purged");
+                if let Some(p) = purged {
+                    metrics::counter!("lrt_jwt_replay_purged_total").increment(p.jti);
+                    metrics::counter!("lrt_dashboard_sessions_purged_total")
+                        .increment(p.dashboard_sessions);
+                    tracing::debug!(
+                        jti = p.jti,
+                        dashboard_sessions = p.dashboard_sessions,
+                        dashboard_logins = p.dashboard_logins,
+                        "expired rows purged"
+                    );
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "housekeeping: jti purge failed; will retry"),
+            Err(e) => tracing::warn!(error = %e, "housekeeping: expiry purge failed; will retry"),
         }
     }
     let due = retention.enabled()

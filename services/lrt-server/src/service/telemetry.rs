@@ -218,6 +218,10 @@ fn describe_metrics() {
         "lrt_jwt_replay_purged_total",
         "Expired jti replay entries purged"
     );
+    describe_counter!(
+        "lrt_dashboard_sessions_purged_total",
+        "Expired dashboard sessions purged by the housekeeping"
+    );
     describe_gauge!(
         "lrt_build_info",
         "1, with the service version and the active and shadow rule sets as labels"

@@ -10,7 +10,8 @@
 //! * [`assets`]: the embedded files.
 //!
 //! Routes: `GET /dashboard` (overview) and `GET /dashboard/evaluations/{id}` (one evaluation)
-//! answer the same HTML (`Cache-Control: no-store`); the page's module reads the path.
+//! answer the same HTML (`Cache-Control: no-store`); the page's module reads the path. With
+//! OpenID Connect, they redirect a browser without a valid session to `/dashboard/login`.
 //! `GET /dashboard/assets/{file}`; `GET /dashboard/session` (who is signed in, JSON, in the
 //! OpenAPI document);
 //! `GET /dashboard/login`, `GET /dashboard/callback`, `POST /dashboard/logout` (OpenID Connect).
@@ -28,7 +29,7 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 
@@ -81,8 +82,28 @@ async fn security_headers(mut response: Response) -> Response {
     response
 }
 
-/// The page (the same document for every dashboard path; never cached).
-async fn page() -> Response {
+/// The page (the same document for every dashboard path; never cached). With OpenID Connect, a
+/// browser without a valid session is sent straight to the sign-in, back to this path after.
+async fn page(State(state): State<AppState>, parts: Parts) -> Response {
+    if matches!(&*state.dashboard_auth, DashboardAuth::Oidc(_)) {
+        match identity::user(&state, &parts).await {
+            Ok(Some(_)) => {}
+            Ok(None) | Err(ApiError::Unauthorized) => {
+                let here = parts
+                    .uri
+                    .path_and_query()
+                    .map_or("/dashboard", |p| p.as_str());
+                let mut login = String::from("/dashboard/login?");
+                login.push_str(
+                    &url::form_urlencoded::Serializer::new(String::new())
+                        .append_pair("return_to", here)
+                        .finish(),
+                );
+                return Redirect::to(&login).into_response();
+            }
+            Err(e) => return e.into_response(),
+        }
+    }
     (
         [
             (
@@ -96,11 +117,15 @@ async fn page() -> Response {
         .into_response()
 }
 
-async fn evaluation_page(Path(id): Path<String>) -> Response {
+async fn evaluation_page(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    parts: Parts,
+) -> Response {
     if uuid::Uuid::parse_str(&id).is_err() {
         return ApiError::NotFound("no such evaluation".into()).into_response();
     }
-    page().await
+    page(State(state), parts).await
 }
 
 async fn asset(Path(file): Path<String>, parts: Parts) -> Response {

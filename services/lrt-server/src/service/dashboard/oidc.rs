@@ -48,6 +48,49 @@ pub struct Discovered {
     pub token_endpoint: url::Url,
     pub end_session_endpoint: Option<url::Url>,
     pub verifier: AssertionVerifier,
+    /// How a confidential client authenticates at the token endpoint.
+    pub client_auth: ClientAuth,
+}
+
+/// The client authentication method at the token endpoint (OpenID Connect Core §9) of a client
+/// with a secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// `client_secret_basic`: HTTP Basic, the id and secret form-urlencoded first (RFC 6749
+    /// §2.3.1). The default, and what a provider that lists no methods supports.
+    Basic,
+    /// `client_secret_post`: `client_secret` in the form, for a provider that lists it and not
+    /// `client_secret_basic`.
+    Post,
+}
+
+impl ClientAuth {
+    /// The method of a discovery document's `token_endpoint_auth_methods_supported`.
+    pub fn of(supported: Option<&[String]>) -> ClientAuth {
+        match supported {
+            Some(methods)
+                if !methods.iter().any(|m| m == "client_secret_basic")
+                    && methods.iter().any(|m| m == "client_secret_post") =>
+            {
+                ClientAuth::Post
+            }
+            _ => ClientAuth::Basic,
+        }
+    }
+}
+
+/// The `Authorization` value of `client_secret_basic`: `id:secret`, each form-urlencoded first
+/// (RFC 6749 §2.3.1), in base64.
+fn basic_credentials(client_id: &str, secret: &str) -> String {
+    let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            encode(client_id),
+            encode(secret)
+        ))
+    )
 }
 
 /// The configured provider and client.
@@ -125,6 +168,8 @@ impl Oidc {
             jwks_uri: url::Url,
             #[serde(default)]
             end_session_endpoint: Option<url::Url>,
+            #[serde(default)]
+            token_endpoint_auth_methods_supported: Option<Vec<String>>,
         }
         let unavailable = |what: String| {
             tracing::warn!(error = %what, "OpenID Connect discovery failed");
@@ -163,6 +208,7 @@ impl Oidc {
             token_endpoint: doc.token_endpoint,
             end_session_endpoint: doc.end_session_endpoint,
             verifier,
+            client_auth: ClientAuth::of(doc.token_endpoint_auth_methods_supported.as_deref()),
         })
     }
 
@@ -260,6 +306,8 @@ pub struct CallbackQuery {
     code: Option<String>,
     state: Option<String>,
     error: Option<String>,
+    /// The issuer of the answer (RFC 9207), when the provider names it.
+    iss: Option<String>,
 }
 
 fn refused(reason: &'static str) -> ApiError {
@@ -268,12 +316,38 @@ fn refused(reason: &'static str) -> ApiError {
     ApiError::Unauthorized
 }
 
+/// `GET /dashboard/callback`: the end of a login. Whatever fails, the person gets a short HTML
+/// page with the status (401 refused, 403 no tenancy, 503 provider unavailable) and a link to
+/// start again, no session, and the login cookie cleared.
 pub async fn callback(
     State(state): State<AppState>,
     Query(q): Query<CallbackQuery>,
     parts: Parts,
+) -> Response {
+    let oidc = match oidc(&state) {
+        Ok(o) => o,
+        Err(e) => return e.into_response(),
+    };
+    match finish_login(&state, oidc, q, &parts).await {
+        Ok(response) => response,
+        Err(e) => {
+            let mut response = sign_in_failed(e);
+            response.headers_mut().append(
+                header::SET_COOKIE,
+                oidc.cookie(LOGIN_COOKIE, "", "/dashboard/callback", 0),
+            );
+            response
+        }
+    }
+}
+
+/// Checks the callback, exchanges the code, verifies the ID token and opens the session.
+async fn finish_login(
+    state: &AppState,
+    oidc: &Oidc,
+    q: CallbackQuery,
+    parts: &Parts,
 ) -> Result<Response, ApiError> {
-    let oidc = oidc(&state)?;
     if q.error.is_some() {
         return Err(refused("provider_error"));
     }
@@ -282,60 +356,40 @@ pub async fn callback(
             "the callback needs code and state".into(),
         ));
     };
-    if identity::cookie(&parts, LOGIN_COOKIE) != Some(login_state.as_str()) {
+    if q.iss
+        .as_deref()
+        .is_some_and(|iss| iss != oidc.config.issuer)
+    {
+        return Err(refused("callback_issuer"));
+    }
+    if identity::cookie(parts, LOGIN_COOKIE) != Some(login_state.as_str()) {
         return Err(refused("state_not_of_this_browser"));
     }
     let login = sessions::take_login(&state.pool, &identity::digest(&login_state))
         .await?
         .ok_or_else(|| refused("state_unknown_or_expired"))?;
     let provider = oidc.discovered().await?;
-
-    #[derive(Deserialize)]
-    struct TokenResponse {
-        id_token: String,
-    }
-    let form = url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("grant_type", "authorization_code")
-        .append_pair("code", &code)
-        .append_pair("redirect_uri", &oidc.redirect_uri)
-        .append_pair("code_verifier", &login.pkce_verifier)
-        .append_pair("client_id", &oidc.config.client_id)
-        .finish();
-    let mut request = oidc
-        .http
-        .post(provider.token_endpoint.clone())
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .header(header::ACCEPT, "application/json")
-        .body(form);
-    if let Some(secret) = &oidc.secret {
-        request = request.basic_auth(&oidc.config.client_id, Some(secret.expose_secret()));
-    }
-    let response = request.send().await.map_err(|e| {
-        tracing::warn!(error = %e.without_url(), "token endpoint unreachable");
-        ApiError::Unavailable("the sign-in provider cannot be reached; retry shortly".into())
-    })?;
-    if !response.status().is_success() {
-        tracing::info!(
-            status = response.status().as_u16(),
-            "token endpoint refused the code"
-        );
-        return Err(refused("code_refused"));
-    }
-    let body = response
-        .bytes()
-        .await
-        .map_err(|_| refused("token_response_malformed"))?;
-    let tokens: TokenResponse =
-        serde_json::from_slice(&body).map_err(|_| refused("token_response_malformed"))?;
+    let id_token = exchange(oidc, provider, &code, &login.pkce_verifier).await?;
     let id_token = provider
         .verifier
-        .verify(&tokens.id_token)
+        .verify(&id_token)
         .await
         .map_err(|r| refused(r.reason()))?;
     if id_token.string("nonce") != Some(login.nonce.as_str()) {
         return Err(refused("nonce"));
     }
+    // OpenID Connect Core §3.1.3.7: several audiences need an `azp`, and an `azp` must be us.
+    let audiences = match id_token.claims.get("aud") {
+        Some(serde_json::Value::Array(a)) => a.len(),
+        _ => 1,
+    };
+    match id_token.string("azp") {
+        Some(azp) if azp != oidc.config.client_id => return Err(refused("azp")),
+        None if audiences > 1 => return Err(refused("azp")),
+        _ => {}
+    }
     let tenancy = identity::tenancy_of(&id_token, &oidc.access).ok_or_else(|| {
+        metrics::counter!("lrt_dashboard_rejections_total", "reason" => "no_tenancy").increment(1);
         ApiError::Forbidden("your account is not granted access to any tenant's LRT data".into())
     })?;
     let session_id = random_token()?;
@@ -358,6 +412,116 @@ pub async fn callback(
         oidc.cookie(LOGIN_COOKIE, "", "/dashboard/callback", 0),
     );
     Ok(response)
+}
+
+/// The code exchanged at the token endpoint for the ID token (the verifier proves this login
+/// asked for the code; a confidential client authenticates as the provider says it can).
+async fn exchange(
+    oidc: &Oidc,
+    provider: &Discovered,
+    code: &str,
+    pkce_verifier: &str,
+) -> Result<String, ApiError> {
+    #[derive(Deserialize)]
+    struct TokenResponse {
+        id_token: String,
+    }
+    let secret = oidc.secret.as_ref().map(|s| s.expose_secret());
+    // Built apart: the serializer is not `Send`, and must not live across an await.
+    let form = {
+        let mut form = url::form_urlencoded::Serializer::new(String::new());
+        form.append_pair("grant_type", "authorization_code")
+            .append_pair("code", code)
+            .append_pair("redirect_uri", &oidc.redirect_uri)
+            .append_pair("code_verifier", pkce_verifier)
+            .append_pair("client_id", &oidc.config.client_id);
+        if let (Some(secret), ClientAuth::Post) = (secret, provider.client_auth) {
+            form.append_pair("client_secret", secret);
+        }
+        form.finish()
+    };
+    let mut request = oidc
+        .http
+        .post(provider.token_endpoint.clone())
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::ACCEPT, "application/json");
+    if let (Some(secret), ClientAuth::Basic) = (secret, provider.client_auth) {
+        request = request.header(
+            header::AUTHORIZATION,
+            basic_credentials(&oidc.config.client_id, secret),
+        );
+    }
+    let unavailable = || {
+        ApiError::Unavailable(
+            "the sign-in provider cannot be reached or failed; retry shortly".into(),
+        )
+    };
+    let response = request.body(form).send().await.map_err(|e| {
+        tracing::warn!(error = %e.without_url(), "token endpoint unreachable");
+        unavailable()
+    })?;
+    let status = response.status();
+    if status.is_server_error() {
+        tracing::warn!(status = status.as_u16(), "token endpoint failed");
+        metrics::counter!("lrt_dashboard_rejections_total", "reason" => "token_endpoint_failed")
+            .increment(1);
+        return Err(unavailable());
+    }
+    if !status.is_success() {
+        tracing::info!(status = status.as_u16(), "token endpoint refused the code");
+        return Err(refused("code_refused"));
+    }
+    let body = response
+        .bytes()
+        .await
+        .map_err(|_| refused("token_response_malformed"))?;
+    let tokens: TokenResponse =
+        serde_json::from_slice(&body).map_err(|_| refused("token_response_malformed"))?;
+    Ok(tokens.id_token)
+}
+
+/// The page of a sign-in that failed: its status, what happened in a sentence, a link to start
+/// again. No internals (a 500's cause is logged, not shown).
+fn sign_in_failed(error: ApiError) -> Response {
+    let status = error.status();
+    let text = match &error {
+        ApiError::Unauthorized => "The sign-in was refused: it had expired, had already been used, \
+             was not started in this browser, or the sign-in provider's answer could not be verified."
+            .to_string(),
+        ApiError::Internal(cause) => {
+            tracing::error!(cause = %cause, "internal error");
+            "The sign-in failed because of an internal error.".to_string()
+        }
+        other => other.to_string(),
+    };
+    let escaped = text
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;");
+    let html = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Sign-in failed</title></head>\n\
+         <body><h1>Sign-in failed</h1><p>{escaped}</p>\
+         <p><a href=\"/dashboard/login\">Sign in again</a></p></body></html>\n"
+    );
+    let mut response = (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        )],
+        html,
+    )
+        .into_response();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+        .extensions_mut()
+        .insert(crate::service::error::ErrorCode(error.code()));
+    response
 }
 
 /// Ends the session (the caller's CSRF header is checked by [`identity::user`]).
@@ -404,6 +568,36 @@ mod tests {
             assert_eq!(dashboard_path(Some(bad)), "/dashboard", "{bad}");
         }
         assert_eq!(dashboard_path(None), "/dashboard");
+    }
+
+    #[test]
+    fn the_client_authenticates_by_basic_unless_only_post_is_offered() {
+        let methods = |m: &[&str]| m.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(ClientAuth::of(None), ClientAuth::Basic);
+        assert_eq!(
+            ClientAuth::of(Some(&methods(&[
+                "client_secret_basic",
+                "client_secret_post"
+            ]))),
+            ClientAuth::Basic
+        );
+        assert_eq!(
+            ClientAuth::of(Some(&methods(&["private_key_jwt", "client_secret_post"]))),
+            ClientAuth::Post
+        );
+    }
+
+    #[test]
+    fn basic_credentials_are_form_urlencoded_first() {
+        // RFC 6749 §2.3.1: "a b:c/d" is sent as "a+b%3Ac%2Fd".
+        let value = basic_credentials("lrt dashboard", "s:e/c+r%t");
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(value.strip_prefix("Basic ").expect("Basic"))
+            .expect("base64");
+        assert_eq!(
+            String::from_utf8(decoded).expect("text"),
+            "lrt+dashboard:s%3Ae%2Fc%2Br%25t"
+        );
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! PostgreSQL rows of the OpenID Connect sign-in (`dashboard_login`, `dashboard_session`): shared
-//! by every replica, keyed by SHA-256 digests of the secrets the browser holds.
+//! by every replica, keyed by SHA-256 digests of the secrets the browser holds. A session row
+//! names the person (their email, else the provider's `sub`): expired rows are deleted at every
+//! new login and on schedule ([`purge_expired`], by the housekeeping).
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -124,6 +126,27 @@ pub async fn find(pool: &PgPool, id_digest: &[u8]) -> Result<Option<DashboardUse
             csrf: Some(r.csrf_token),
         })
     }))
+}
+
+/// What [`purge_expired`] removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ExpiredPurged {
+    pub sessions: u64,
+    pub logins: u64,
+}
+
+/// Deletes expired sessions (their rows name the person) and logins never finished; run on
+/// schedule by [`crate::service::housekeeping`] as well as at every new login.
+pub async fn purge_expired(conn: &mut sqlx::PgConnection) -> Result<ExpiredPurged, sqlx::Error> {
+    let sessions = sqlx::query("DELETE FROM dashboard_session WHERE expires_at < now()")
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    let logins = sqlx::query("DELETE FROM dashboard_login WHERE expires_at < now()")
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    Ok(ExpiredPurged { sessions, logins })
 }
 
 /// Ends a session (logout).
