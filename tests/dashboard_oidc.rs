@@ -162,6 +162,24 @@ fn query_of(url: &str) -> std::collections::HashMap<String, String> {
         .collect()
 }
 
+/// Checks a `/dashboard/session` answer against its schema in `openapi/openapi.yaml`.
+fn assert_documented_session(answer: &Value) {
+    let doc: Value = serde_saphyr::from_str(lrt_server::service::routes::health::OPENAPI)
+        .expect("the OpenAPI document reads");
+    let schema = &doc["paths"]["/dashboard/session"]["get"]["responses"]["200"]["content"]["application/json"]
+        ["schema"];
+    let validator = jsonschema::draft202012::new(schema).expect("the schema compiles");
+    assert!(
+        !validator.is_valid(&json!({"signed_in": "yes"})),
+        "the schema checks"
+    );
+    let errors: Vec<String> = validator
+        .iter_errors(answer)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{answer}: {errors:?}");
+}
+
 /// A failed sign-in: the status, an HTML page that says so and carries no internals, and the
 /// login cookie cleared.
 fn assert_sign_in_failed(answer: &Answer, status: StatusCode, what: &str) {
@@ -306,6 +324,7 @@ async fn a_person_signs_in_reads_changes_with_the_csrf_token_and_signs_out() {
     assert_eq!(who["name"], "quality.lead@hospital.example");
     assert_eq!(who["scope"], "all tenants");
     assert_eq!(who["logout"], true);
+    assert_documented_session(&who);
     let csrf = who["csrf"].as_str().expect("a CSRF token").to_string();
     assert_eq!(csrf.len(), 43);
 
@@ -363,6 +382,7 @@ async fn a_person_signs_in_reads_changes_with_the_csrf_token_and_signs_out() {
     let who = thief.get(&s.app.url("/dashboard/session")).await.json();
     assert_eq!(who["signed_in"], false, "{who}");
     assert_eq!(who["login"], "/dashboard/login");
+    assert_documented_session(&who);
     let page = thief
         .get(
             &s.app

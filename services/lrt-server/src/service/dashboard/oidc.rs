@@ -7,13 +7,19 @@
 //!   in a short `lrt_login` cookie (binding the callback to this browser), and the browser is
 //!   sent to the provider's authorization endpoint.
 //! * `GET /dashboard/callback?code&state`: the `state` must equal the cookie's and name a login
-//!   under way (used once); the code is exchanged at the token endpoint (with the verifier and
-//!   the client secret, HTTP Basic); the ID token is verified ([`lrt_auth::AssertionVerifier`]:
-//!   the provider's JWK Set, `iss`, `aud` = client id, times) and its `nonce` compared; the
-//!   claims are mapped to a tenancy (`[dashboard.access]`, 403 without one); a session is opened
-//!   (`dashboard_session`) and its random id set in the `lrt_session` cookie (HttpOnly,
-//!   SameSite=Lax, Secure unless the dashboard is plain http on a loopback address, Max-Age the
-//!   session's lifetime).
+//!   under way (used once), the `iss` parameter (RFC 9207), when sent, the issuer; the code is
+//!   exchanged at the token endpoint with the verifier and, for a confidential client, the
+//!   secret: HTTP Basic of the form-urlencoded id and secret (`client_secret_basic`, RFC 6749
+//!   §2.3.1), or `client_secret` in the form when the discovery document lists
+//!   `client_secret_post` and not `client_secret_basic`; the ID token is verified
+//!   ([`lrt_auth::AssertionVerifier`]: the provider's JWK Set, `iss`, `aud` = client id, times
+//!   within 60 s of clock skew), its `nonce` compared and its `azp`, when present, must be the
+//!   client id (several audiences need one); the claims are mapped to a tenancy
+//!   (`[dashboard.access]`, 403 without one); a session is opened (`dashboard_session`) and its
+//!   random id set in the `lrt_session` cookie (HttpOnly, SameSite=Lax, Secure unless the
+//!   dashboard is plain http on a loopback address, Max-Age the session's lifetime). A callback
+//!   that fails answers a short HTML page (401 refused, 403 no tenancy, 503 the provider
+//!   unreachable or failing with a 5xx) with a link to start again, and opens nothing.
 //! * `POST /dashboard/logout` (with the session's CSRF header): the session is deleted, the
 //!   cookie cleared; the answer names the provider's `end_session_endpoint` when it has one.
 //!
