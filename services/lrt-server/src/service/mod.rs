@@ -9,6 +9,8 @@
 //!   answer → one transaction) behind the hook call and the EHR-read evaluations;
 //! * [`inbox`]: Subscription notifications stored before the EHR is read, and their worker;
 //! * [`quality`]: the quality team's aggregates (`/api/v1/quality/...`), computed in SQL;
+//! * [`replay`]: `lrt replay`, inputs re-evaluated with a chosen rule-set version into
+//!   `replay_run` / `replay_outcome`;
 //! * [`paging`]: the LRT pager consult (outbox, dispatcher, channels);
 //! * [`housekeeping`]: outbox backlog gauges, the purge of expired `jti` entries and the
 //!   retention purge ([`retention`]), on a timer;
@@ -27,6 +29,7 @@ pub mod inbox;
 pub mod paging;
 pub mod pipeline;
 pub mod quality;
+pub mod replay;
 pub mod retention;
 pub mod routes;
 pub mod state;
