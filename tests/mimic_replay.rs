@@ -18,9 +18,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
 use lrt_engine::assessment::{CriterionValue, Explanation};
-use lrt_engine::concept::Concept;
 use lrt_engine::testing::{repo_root, shared_dir};
 use lrt_engine::{Assessment, RuleSet};
 use lrt_fhir::Collected;

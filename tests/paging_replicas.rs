@@ -9,32 +9,16 @@
 //! The `lrt` binary is the one `cargo test --workspace` builds (`target/debug/lrt`).
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use lrt_e2e::pager::{PagerReceiver, eventually};
-use lrt_e2e::service::TestDb;
+use lrt_e2e::service::{TestDb, lrt_binary};
 use lrt_e2e::synthetic::{self, BORDERLINE};
 use lrt_engine::testing::repo_root;
 
 const PAGES: usize = 500;
 const SECRET: &str = "test-only-webhook-secret";
-
-fn lrt_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps");
-    let bin = dir.join("lrt");
-    assert!(
-        bin.is_file(),
-        "{} is missing: build it with `cargo build -p lrt-server` (cargo test --workspace does)",
-        bin.display()
-    );
-    bin
-}
 
 struct Replica {
     child: Child,

@@ -161,6 +161,22 @@ impl TestApp {
 }
 
 /// A file path inside the repository.
+/// The `lrt` binary of this build (`target/<profile>/lrt`), for the tests that run the CLI.
+pub fn lrt_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps");
+    let bin = dir.join("lrt");
+    assert!(
+        bin.is_file(),
+        "{} is missing: build it with `cargo build -p lrt-server` (cargo test --workspace does)",
+        bin.display()
+    );
+    bin
+}
+
 pub fn repo_file(path: &str) -> PathBuf {
     repo_root().join(path)
 }
