@@ -714,11 +714,7 @@ async fn retention_hashes_replay_patients_then_deletes_old_runs() {
     }
     let rules = rules("0.2.0");
     let sha = sha256_hex(text.as_bytes());
-    let record = BundleRecord {
-        collected,
-        sha256: sha.clone(),
-        patients: vec!["rb-eligible".into()],
-    };
+    let record = BundleRecord::new(&collected, sha.clone(), &["rb-eligible".into()]);
     let replay = Replay {
         pool: &pool,
         rules: &rules,

@@ -259,11 +259,7 @@ fn read_bundle(
         }
         None => in_file,
     };
-    let record = BundleRecord {
-        collected,
-        sha256: sha256.clone(),
-        patients,
-    };
+    let record = BundleRecord::new(&collected, sha256.clone(), &patients);
     if record.blood_gases(rules).is_empty() {
         eprintln!(
             "{shown}: no arterial PaO2 (as {} maps the codes): nothing to replay",

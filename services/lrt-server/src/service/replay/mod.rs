@@ -274,13 +274,7 @@ impl Replay<'_> {
                     let t = Instant::now();
                     let outcomes = lrt_fhir::cpu_bound(|| {
                         par_map(chunk, self.threads, |gas| {
-                            let snapshot = lrt_fhir::build_snapshot(
-                                self.rules,
-                                &record.collected,
-                                &gas.patient,
-                                gas.at,
-                                gas.opts,
-                            );
+                            let snapshot = record.snapshot(self.rules, gas);
                             OutcomeRow {
                                 source_key: gas.key.clone(),
                                 source_evaluation_id: None,
