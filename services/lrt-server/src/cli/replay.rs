@@ -364,9 +364,14 @@ impl CliProgress {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
             if let Ok(style) = ProgressStyle::with_template(
-                "replay [{elapsed_precise}] {wide_bar} {pos}/{len} ({per_sec}, {eta} left)",
+                "replay [{elapsed_precise}] {wide_bar} {pos}/{len} ({rate} snapshots/s, {eta} left)",
             ) {
-                bar.set_style(style);
+                bar.set_style(style.with_key(
+                    "rate",
+                    |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = write!(w, "{:.0}", state.per_sec());
+                    },
+                ));
             }
             bar
         });
