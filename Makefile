@@ -132,12 +132,14 @@ deploy-check:
 		--hadolint "$$VENV/bin/hadolint"
 
 ## Benchmarks (criterion): one evaluation of a 50-observation snapshot; a snapshot built from a
-## 5,328-resource Bundle; the JWT signature check (ring, and RustCrypto for comparison).
+## 5,328-resource Bundle; the JWT signature check (ring, and RustCrypto for comparison); the
+## whole call; `lrt replay`'s evaluation of the MIMIC replay set on one thread (snapshots/s).
 bench:
 	$(CARGO) bench -p lrt-engine --bench evaluate
 	$(CARGO) bench -p lrt-fhir --bench snapshot
 	$(CARGO) bench -p lrt-auth --features dev-signer --bench signature
 	$(CARGO) bench -p lrt-e2e --bench call
+	$(CARGO) bench -p lrt-e2e --bench replay
 
 ## Load test of the CDS Hooks service (wrk, real PostgreSQL and FHIR server): the 69 MIMIC
 ## requests with full prefetch, persisted, at 1 and 16 connections.

@@ -18,12 +18,10 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
 use lrt_engine::assessment::{CriterionValue, Explanation};
-use lrt_engine::concept::Concept;
 use lrt_engine::testing::{repo_root, shared_dir};
 use lrt_engine::{Assessment, RuleSet};
-use lrt_fhir::{Collected, MapOptions};
+use lrt_fhir::Collected;
 use lrt_hooks::cards::templates::CardText;
 use lrt_hooks::cards::{self, CardInput};
 use lrt_hooks::model::HookRequest;
@@ -75,7 +73,6 @@ fn every_mimic_blood_gas_under_0_2_0_keeps_the_section_9_safety_properties() {
     let path =
         shared_dir().join("data/mimic-iv-demo-fhir/mimic-iv-demo-icu-resp.transactions.ndjson");
     let text = std::fs::read_to_string(&path).unwrap();
-    let far: DateTime<Utc> = "2999-01-01T00:00:00Z".parse().unwrap();
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     let mut categories: BTreeMap<String, usize> = BTreeMap::new();
     let mut leads: BTreeMap<String, usize> = BTreeMap::new();
@@ -87,23 +84,8 @@ fn every_mimic_blood_gas_under_0_2_0_keeps_the_section_9_safety_properties() {
         let mut collected = Collected::default();
         collected.add(lrt_fhir::parse(line).unwrap());
         for patient in collected.patient_ids() {
-            let opts = MapOptions {
-                searched: collected.present_kinds(&patient),
-                warn_other_patients: false,
-            };
-            let all = lrt_fhir::build_snapshot(&rules, &collected, &patient, far, opts);
-            let mut times: Vec<DateTime<Utc>> = all
-                .observations
-                .iter()
-                .filter(|o| {
-                    rules
-                        .concept_of(&o.system, &o.code)
-                        .is_some_and(|m| m.concept == Concept::Pao2)
-                })
-                .map(|o| o.effective)
-                .collect();
-            times.sort();
-            times.dedup();
+            let opts = lrt_fhir::replay::file_options(&collected, &patient);
+            let times = lrt_fhir::replay::arterial_pao2_times(&rules, &collected, &patient, opts);
             for now in times {
                 let snapshot = lrt_fhir::build_snapshot(&rules, &collected, &patient, now, opts);
                 let a = lrt_engine::evaluate(&rules, &snapshot, now);

@@ -13,6 +13,7 @@
 //! * [`client`]: the FHIR REST client (bearer token, timeouts, bounded retries, paging that never
 //!   leaves the server);
 //! * [`fetch`]: a patient's data by concurrent searches, ready for the mapping;
+//! * [`replay`]: a record replayed at every arterial blood gas;
 //! * [`time`]: FHIR dates with partial precision.
 #![forbid(unsafe_code)]
 
@@ -22,6 +23,7 @@ pub mod fetch;
 pub mod mapping;
 pub mod project;
 pub mod read;
+pub mod replay;
 pub mod search;
 pub mod smart;
 pub mod subscription;

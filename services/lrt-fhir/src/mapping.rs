@@ -97,6 +97,34 @@ impl Collected {
         s
     }
 
+    /// What [`build_snapshot`] reads of `patient`: the patient's own resources and those tied
+    /// to no patient (medication definitions, OperationOutcomes), with the warnings. A
+    /// multi-patient file is split once so that each of many snapshots (a replay at every blood
+    /// gas) does not go through every other patient's resources; the snapshot built from it is
+    /// the same unless `warn_other_patients` (which counts the others) is set.
+    pub fn of_patient(&self, patient: &str) -> Collected {
+        let subject = self.patient_subject(patient);
+        let resources = self
+            .resources
+            .iter()
+            .filter(|r| match &r.record {
+                Record::Patient(p) => p.id.as_deref() == Some(patient),
+                Record::Observation(o) => subject.is(&o.subject),
+                Record::Condition(c) => subject.is(&c.subject),
+                Record::Procedure(p) => subject.is(&p.subject),
+                Record::Medication(m) => subject.is(&m.subject),
+                Record::Flag(f) => subject.is(&f.subject),
+                Record::MedicationDefinition(_) | Record::OperationOutcome(_) => true,
+                Record::Other(_) => false,
+            })
+            .cloned()
+            .collect();
+        Collected {
+            resources,
+            warnings: self.warnings.clone(),
+        }
+    }
+
     /// The ids of the Patient resources read, in order, each once.
     pub fn patient_ids(&self) -> Vec<String> {
         let mut ids: Vec<String> = Vec::new();

@@ -772,3 +772,37 @@ fn rule_set_0_2_0_keeps_a_coded_body_position() {
     let s = snapshot_of(vec![patient(), position], Searched::ALL);
     assert!(s.observations.is_empty(), "{:?}", s.observations);
 }
+
+#[test]
+fn a_patient_s_own_resources_give_the_snapshot_of_the_whole_file() {
+    // Every MIMIC-IV demo patient, at the newest observation and at an early time: the
+    // snapshot from `of_patient` is the snapshot from the whole multi-patient record.
+    let rules = rules();
+    let text = std::fs::read_to_string(
+        shared_dir().join("data/mimic-iv-demo-fhir/mimic-iv-demo-icu-resp.transactions.ndjson"),
+    )
+    .unwrap();
+    let mut all = Collected::default();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        all.add(lrt_fhir::parse(line).unwrap());
+    }
+    let patients = all.patient_ids();
+    assert_eq!(patients.len(), 86);
+    for patient in &patients {
+        let own = all.of_patient(patient);
+        assert!(own.resources.len() < all.resources.len() / 2, "{patient}");
+        let opts = lrt_fhir::replay::file_options(&all, patient);
+        assert_eq!(
+            lrt_fhir::replay::file_options(&own, patient).searched,
+            opts.searched
+        );
+        let newest = all.newest_observation(patient).unwrap_or_else(now);
+        for at in [newest, newest - chrono::Duration::days(2)] {
+            assert_eq!(
+                lrt_fhir::build_snapshot(&rules, &own, patient, at, opts),
+                lrt_fhir::build_snapshot(&rules, &all, patient, at, opts),
+                "{patient} at {at}"
+            );
+        }
+    }
+}

@@ -16,7 +16,6 @@ use chrono::{DateTime, Utc};
 use lrt_engine::casefile::CaseFile;
 use lrt_engine::snapshot::PatientSnapshot;
 use lrt_engine::{Assessment, RuleSet};
-use lrt_fhir::MapOptions;
 use serde_json::{Value, json};
 
 use super::{CliError, Ctx};
@@ -44,18 +43,8 @@ pub struct Args {
     json: bool,
 }
 
-/// A version named on the command line: a folder, or `<version>` / `<id>/<version>` under the
-/// rules root.
 fn load(ctx: &Ctx, name: &str) -> Result<RuleSet, CliError> {
-    let direct = PathBuf::from(name);
-    let dir = if direct.join("ruleset.yaml").is_file() {
-        direct
-    } else if ctx.rules_dir.join(name).join("ruleset.yaml").is_file() {
-        ctx.rules_dir.join(name)
-    } else {
-        ctx.rules_dir.join("lrt-ruleset").join(name)
-    };
-    Ok(RuleSet::load(&dir)?)
+    super::ruleset_named(&ctx.rules_dir, name)
 }
 
 /// One thing evaluated under both versions.
@@ -180,32 +169,11 @@ fn bundle_inputs(args: &Args, a: &RuleSet, b: &RuleSet) -> Result<Vec<Input>, Cl
             path.display()
         )));
     }
-    // Every observation of the record: a snapshot built at a time after any of them.
-    let far = chrono::NaiveDate::from_ymd_opt(2999, 1, 1)
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|d| d.and_utc())
-        .ok_or_else(|| CliError::BadInput("cannot build the replay horizon".into()))?;
     let mut out = Vec::new();
     for patient in patients {
-        let opts = MapOptions {
-            searched: collected.present_kinds(&patient),
-            warn_other_patients: false,
-        };
+        let opts = lrt_fhir::replay::file_options(&collected, &patient);
         let times: Vec<DateTime<Utc>> = if args.at_every_abg {
-            let all = lrt_fhir::build_snapshot(a, &collected, &patient, far, opts);
-            let pao2 = lrt_engine::concept::Concept::Pao2;
-            let mut t: Vec<DateTime<Utc>> = all
-                .observations
-                .iter()
-                .filter(|o| {
-                    a.concept_of(&o.system, &o.code)
-                        .is_some_and(|m| m.concept == pao2)
-                })
-                .map(|o| o.effective)
-                .collect();
-            t.sort();
-            t.dedup();
-            t
+            lrt_fhir::replay::arterial_pao2_times(a, &collected, &patient, opts)
         } else {
             collected.newest_observation(&patient).into_iter().collect()
         };

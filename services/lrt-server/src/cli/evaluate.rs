@@ -38,7 +38,7 @@ pub struct Args {
     snapshot: bool,
 }
 
-fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+pub(super) fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| format!("{s:?} is not an RFC 3339 date-time with a time zone: {e}"))
@@ -118,11 +118,16 @@ pub fn read_payloads(path: &Path) -> Result<Collected, CliError> {
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path)
         .map_err(|e| CliError::BadInput(format!("{shown}: cannot read: {e}")))?;
+    parse_payloads(&text, &shown)
+}
+
+/// The FHIR data of a file's text (see [`read_payloads`]); `shown` names the file in errors.
+pub fn parse_payloads(text: &str, shown: &str) -> Result<Collected, CliError> {
     let mut lines = text
         .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty());
-    let payloads = match lrt_fhir::parse(&text) {
+    let payloads = match lrt_fhir::parse(text) {
         Ok(p) => vec![p],
         // NDJSON when the first line alone is a document; else the error is the document's.
         Err(whole) => match lines.next().map(|(_, first)| lrt_fhir::parse(first)) {

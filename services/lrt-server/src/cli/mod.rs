@@ -6,11 +6,12 @@ mod diff;
 mod evaluate;
 mod health;
 mod live;
+mod replay;
 mod rules;
 mod serve;
 mod validate;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -59,6 +60,9 @@ enum Command {
     /// Silent-mode validation: the system's calls against the Lung Rescue Team's adjudications
     /// (sensitivity, specificity, PPV, NPV with 95% Wilson intervals; lead time).
     Validate(validate::Args),
+    /// Re-evaluate stored evaluations, or a FHIR Bundle at every blood gas, with a rule-set
+    /// version; the outcomes go to `replay_run` / `replay_outcome`.
+    Replay(replay::Args),
     /// Development and test helpers (never needed in production).
     #[command(subcommand)]
     Dev(dev::Command),
@@ -72,6 +76,9 @@ pub enum CliError {
     BadInput(String),
     #[error("{0}")]
     RuleSet(#[from] RuleSetError),
+    /// The work started but could not finish (a database failure during `lrt replay`).
+    #[error("{0}")]
+    Failed(String),
     /// Standard output could not be written (other than a closed pipe).
     #[error("cannot write the output: {0}")]
     Output(std::io::Error),
@@ -81,7 +88,7 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::BadInput(_) | CliError::RuleSet(_) => 2,
-            CliError::Output(_) => 1,
+            CliError::Failed(_) | CliError::Output(_) => 1,
         }
     }
 }
@@ -105,6 +112,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Purge(args) => serve::purge(&ctx, args),
         Command::Health(args) => health::run(&ctx, args),
         Command::Validate(args) => validate::run(&ctx, args),
+        Command::Replay(args) => replay::run(&ctx, args),
         Command::Dev(cmd) => dev::run(&ctx, cmd),
     }
 }
@@ -133,6 +141,32 @@ impl Ctx {
         };
         write_stdout(&(text.expect("JSON values serialise") + "\n"))
     }
+}
+
+/// A rule-set version named on the command line: a folder, or `<version>` / `<id>/<version>`
+/// under the rules root (hash-checked against `index.json` when it lists it). The name and the
+/// folder tried are in the error when none holds a rule set.
+fn ruleset_named(rules_dir: &Path, name: &str) -> Result<RuleSet, CliError> {
+    let direct = PathBuf::from(name);
+    if direct.join("ruleset.yaml").is_file() {
+        return Ok(RuleSet::load(&direct)?);
+    }
+    for key in [name.to_string(), format!("lrt-ruleset/{name}")] {
+        if rules_dir.join(&key).join("ruleset.yaml").is_file() {
+            let listed = RulesRoot::open(rules_dir)
+                .ok()
+                .filter(|root| root.index.versions.contains_key(&key));
+            return Ok(match listed {
+                Some(root) => root.load_version(&key)?,
+                None => RuleSet::load(&rules_dir.join(&key))?,
+            });
+        }
+    }
+    Err(CliError::BadInput(format!(
+        "rule set {name:?}: no such version or folder (no ruleset.yaml in {name}, {} or {})",
+        rules_dir.join(name).display(),
+        rules_dir.join("lrt-ruleset").join(name).display()
+    )))
 }
 
 /// Writes to standard output; a reader that closed the pipe early (`lrt ... | head`) is not an error.

@@ -1,7 +1,7 @@
 //! `lrt serve` (the CDS Hooks service), `lrt check-config` (every check `serve` makes, without
 //! starting) and `lrt migrate` (apply, or with `--dry-run` list, the database migrations).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use lrt_server::service::{self, App, AppState, Config, store, telemetry};
@@ -37,8 +37,13 @@ fn load(ctx: &Ctx, args: &Args) -> Result<Config, CliError> {
 
 /// The configuration as `lrt migrate` and `lrt purge` need it: the database and `[retention]`.
 fn load_unchecked(ctx: &Ctx, args: &Args) -> Result<Config, CliError> {
-    let mut config =
-        Config::read(args.config.as_deref()).map_err(|e| CliError::BadInput(e.to_string()))?;
+    read_config(ctx, args.config.as_deref())
+}
+
+/// The configuration as the commands that need only the database, `rules_dir` and `[retention]`
+/// read it (`lrt migrate`, `lrt purge`, `lrt replay`): `--rules-dir` replaces `rules_dir`.
+pub(super) fn read_config(ctx: &Ctx, file: Option<&Path>) -> Result<Config, CliError> {
+    let mut config = Config::read(file).map_err(|e| CliError::BadInput(e.to_string()))?;
     if let Some(dir) = &ctx.rules_dir_override {
         config.rules_dir = dir.clone();
     }
@@ -49,7 +54,7 @@ fn load_unchecked(ctx: &Ctx, args: &Args) -> Result<Config, CliError> {
     Ok(config)
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

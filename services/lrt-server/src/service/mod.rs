@@ -11,6 +11,8 @@
 //! * [`quality`]: the quality team's aggregates (`/api/v1/quality/...`), computed in SQL;
 //! * [`dashboard`]: the quality dashboard page (`/dashboard`) and its sign-in (identity-aware
 //!   proxy or OpenID Connect);
+//! * [`replay`]: `lrt replay`, inputs re-evaluated with a chosen rule-set version into
+//!   `replay_run` / `replay_outcome`;
 //! * [`paging`]: the LRT pager consult (outbox, dispatcher, channels);
 //! * [`housekeeping`]: outbox backlog gauges, the purge of expired `jti` entries and the
 //!   retention purge ([`retention`]), on a timer;
@@ -30,6 +32,7 @@ pub mod inbox;
 pub mod paging;
 pub mod pipeline;
 pub mod quality;
+pub mod replay;
 pub mod retention;
 pub mod routes;
 pub mod state;

@@ -9,9 +9,14 @@
 //!   assessment and the cards' text; its
 //!   patient id becomes `sha256:<hex>` (distinct patients can still be counted, nobody can be
 //!   named). Pages lose their payload the same way; Subscription notifications their focus.
+//!   Replay outcomes (`lrt replay`) are patient data too: those of a run started before the
+//!   horizon get the same hashed patient id (in a bundle's source key as well), and the run's
+//!   patient filter is hashed and `patient_data_purged_at` added to its parameters (such a run
+//!   is no longer resumed). Their categories, P/F and codes are kept, as an evaluation's are.
 //! * `row_days`: after it, rows are deleted (evaluations with their feedback and pages, hook
-//!   calls, Subscription notifications). Aggregates over older periods are gone with them: set
-//!   it beyond the quality team's horizon, and export what must outlive it.
+//!   calls, Subscription notifications, replay runs by their start with their outcomes).
+//!   Aggregates over older periods are gone with them: set it beyond the quality team's
+//!   horizon, and export what must outlive it.
 //!
 //! The purge works in batches (short transactions, no long locks on the hook path) and runs
 //! under an advisory lock, so one replica at a time does it ([`super::housekeeping`]), or once
@@ -57,6 +62,8 @@ pub struct Purged {
     pub pages_anonymised: u64,
     /// Subscription notifications whose focus was removed.
     pub notifications_anonymised: u64,
+    /// Replay outcomes whose patient id was hashed.
+    pub replay_outcomes_anonymised: u64,
     /// Rows deleted, all tables.
     pub rows_deleted: u64,
 }
@@ -144,6 +151,26 @@ async fn purge_locked(pool: &PgPool, config: &RetentionConfig) -> Result<Purged,
         purged.evaluations_anonymised = until_done(pool, &evaluations, days).await?;
         purged.pages_anonymised = until_done(pool, &pages, days).await?;
         purged.notifications_anonymised = until_done(pool, notifications, days).await?;
+        let outcomes = format!(
+            "UPDATE replay_outcome SET patient_id = {HASHED_PATIENT}, \
+               source_key = CASE WHEN source_evaluation_id IS NULL \
+                 THEN split_part(source_key, '/', 1) || '/' || {HASHED_PATIENT} || '/' || \
+                      regexp_replace(source_key, '^.*/', '') \
+                 ELSE source_key END \
+             WHERE ctid IN (SELECT o.ctid FROM replay_outcome o JOIN replay_run r ON r.id = o.run_id \
+               WHERE r.started_at < now() - make_interval(days => $1) \
+               AND o.patient_id NOT LIKE 'sha256:%' LIMIT $2)"
+        );
+        let runs = "UPDATE replay_run SET parameters = parameters \
+               || jsonb_build_object('patient_data_purged_at', now()) \
+               || CASE WHEN jsonb_typeof(parameters->'patient') = 'string' \
+                    THEN jsonb_build_object('patient', 'sha256:' || \
+                      encode(sha256(convert_to(parameters->>'patient', 'UTF8')), 'hex')) \
+                    ELSE '{}'::jsonb END \
+             WHERE id IN (SELECT id FROM replay_run WHERE NOT parameters ? 'patient_data_purged_at' \
+               AND started_at < now() - make_interval(days => $1) LIMIT $2)";
+        purged.replay_outcomes_anonymised = until_done(pool, &outcomes, days).await?;
+        until_done(pool, runs, days).await?;
     }
     if config.row_days > 0 {
         let days = days(config.row_days);
@@ -169,6 +196,12 @@ async fn purge_locked(pool: &PgPool, config: &RetentionConfig) -> Result<Purged,
                WHERE received_at < now() - make_interval(days => $1) LIMIT $2)",
             "DELETE FROM subscription_inbox WHERE id IN (SELECT id FROM subscription_inbox \
                WHERE state <> 'pending' AND received_at < now() - make_interval(days => $1) LIMIT $2)",
+            // A replay run's outcomes in batches, then the run (its cascade finds none left).
+            "DELETE FROM replay_outcome WHERE ctid IN (SELECT o.ctid FROM replay_outcome o \
+               JOIN replay_run r ON r.id = o.run_id \
+               WHERE r.started_at < now() - make_interval(days => $1) LIMIT $2)",
+            "DELETE FROM replay_run WHERE id IN (SELECT id FROM replay_run \
+               WHERE started_at < now() - make_interval(days => $1) LIMIT $2)",
         ];
         for statement in statements {
             purged.rows_deleted += until_done(pool, statement, days).await?;
