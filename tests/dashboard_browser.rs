@@ -221,9 +221,9 @@ struct StoredCalls {
 
 /// The adjudication files of the validation view, derived from what the seeding stored.
 struct AdjudicationFiles {
-    /// Every patient: the first one adjudicated an hour before its first call (not evaluated);
-    /// the others a minute after their last call, in turn agreeing with it, disagreeing on the
-    /// ECMO screen and the consult, and agreeing on the category but not on the consult.
+    /// Every patient: one adjudicated an hour before its first call (not evaluated); the others
+    /// one minute to a few hours after their last call, in turn agreeing with it, disagreeing on
+    /// the ECMO screen and the consult, and agreeing on the category but not on the consult.
     mixed: String,
     /// One patient whose last call screens positive, adjudicated as the system called it: no
     /// adjudicated negative, so specificity and NPV are undefined.
@@ -261,34 +261,45 @@ async fn adjudication_files(pool: &sqlx::PgPool) -> AdjudicationFiles {
     let category = |c: &StoredCalls| c.category.clone().unwrap_or_else(|| "not_indicated".into());
     let header = "patient,time,category,consult_warranted,note\n";
     let mut mixed = String::from(header);
-    for (i, c) in calls.iter().enumerate() {
-        // A minute after the last call (seconds truncated: 61 s keeps it after).
-        let after = time(c.last + chrono::Duration::seconds(61));
-        let (at, adjudicated, warranted, note) = match i % 3 {
-            _ if i == 0 => (
-                time(c.first - chrono::Duration::hours(1)),
-                "eligible".to_string(),
-                true,
-                "before any call",
-            ),
-            1 => (after, category(c), c.triggers, "agrees"),
-            2 => (
-                after,
-                if screens_positive(c) {
-                    "not_indicated"
-                } else {
-                    "eligible"
-                }
-                .to_string(),
-                !c.triggers,
-                "disagrees",
-            ),
-            _ => (after, category(c), !c.triggers, "consult disagrees"),
-        };
-        mixed.push_str(&format!(
-            "{},{at},{adjudicated},{warranted},{note}\n",
-            c.patient_id
-        ));
+    // The patients whose last call screens positive first, then the others; in each group, in
+    // turn: agreeing, disagreeing on both, agreeing on the category but not on the consult.
+    let (positives, negatives): (Vec<&StoredCalls>, Vec<&StoredCalls>) =
+        calls.iter().partition(|c| screens_positive(c));
+    for (group, calls) in [positives, negatives].iter().enumerate() {
+        for (j, c) in calls.iter().enumerate() {
+            // Later and later after the last call (within the 12 h window), so that the lead
+            // times differ; whole seconds, at least a minute after.
+            let after = time(
+                c.last
+                    + chrono::Duration::seconds(61)
+                    + chrono::Duration::minutes(50 * (j % 8) as i64),
+            );
+            let (at, adjudicated, warranted, note) = match j % 3 {
+                0 if group == 1 && j == 0 => (
+                    time(c.first - chrono::Duration::hours(1)),
+                    "eligible".to_string(),
+                    true,
+                    "before any call",
+                ),
+                0 => (after, category(c), c.triggers, "agrees"),
+                1 => (
+                    after,
+                    if screens_positive(c) {
+                        "not_indicated"
+                    } else {
+                        "eligible"
+                    }
+                    .to_string(),
+                    !c.triggers,
+                    "disagrees",
+                ),
+                _ => (after, category(c), !c.triggers, "consult disagrees"),
+            };
+            mixed.push_str(&format!(
+                "{},{at},{adjudicated},{warranted},{note}\n",
+                c.patient_id
+            ));
+        }
     }
     let positive = calls
         .iter()
@@ -361,6 +372,18 @@ async fn the_dashboard_shows_the_api_figures_in_chromium() {
         .await;
     s.hook(&synthetic::patient_view(&patient("stable"), STABLE))
         .await;
+    // More screen-positive patients, so that the validation view has true positives enough for
+    // the lead time's quartiles.
+    for (i, gases) in [ELIGIBLE, BORDERLINE, ELIGIBLE, BORDERLINE]
+        .iter()
+        .enumerate()
+    {
+        s.hook(&synthetic::patient_view(
+            &patient(&format!("positive{i}")),
+            gases,
+        ))
+        .await;
+    }
     // Without the ventilation Procedure: 0.2.0 (active) screens only ventilated patients, 0.1.0
     // (shadow) does not, so these calls disagree.
     for (i, gases) in [ELIGIBLE, BORDERLINE].iter().enumerate() {
@@ -484,6 +507,11 @@ async fn the_dashboard_shows_the_api_figures_in_chromium() {
     assert_eq!(status, StatusCode::OK, "{mixed}");
     // The files must exercise what the page shows, or the browser's comparison proves little.
     assert_eq!(mixed["not_evaluated"]["count"], 1, "{mixed}");
+    assert!(
+        mixed["screen"]["lead_time_hours"]["q1"].is_number(),
+        "fewer than 4 timed true positives: {}",
+        mixed["screen"]
+    );
     let discordant_linked = mixed["rows"].as_array().expect("rows").iter().any(|r| {
         ["fp", "fn"].contains(&r["screen"].as_str().unwrap_or(""))
             && r["system"]["evaluation_id"].is_string()

@@ -180,7 +180,8 @@ try {
   const tables = await page.evaluate(() => [...document.querySelectorAll('#validation-results table')].filter((t) => !t.querySelector('caption')?.textContent.trim() || !t.querySelector('th[scope]')).length);
   same(tables, 0, 'result tables without a caption or header cells');
   await page.screenshot({ path: join(shots, 'dashboard-validation.png'), fullPage: true });
-  await page.locator('#validation-results').screenshot({ path: join(shots, 'dashboard-validation-results.png') });
+  await page.screenshot({ path: join(shots, 'dashboard-validation-top.png') });
+  await page.locator('#validation-results .two').screenshot({ path: join(shots, 'dashboard-validation-tables.png') });
 
   // A discordant row, clicked through to its evaluation.
   const linked = discordant.find((r) => r.system.evaluation_id);

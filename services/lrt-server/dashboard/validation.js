@@ -141,8 +141,9 @@ export async function render(main) {
     h('p', { class: 'crumbs' }, h('a', { href: '/dashboard' }, 'Quality overview'), ' › silent-mode validation'),
     h('h1', {}, 'Silent-mode validation'),
     h('div', { class: 'panel explain' },
-      h('p', {}, 'Upload the Lung Rescue Team\'s adjudications (for each patient and time: the ECMO category the team judged and whether a consult was warranted). For each row the service takes its own most recent call in the look-back window before that time and sorts the row into two 2×2 tables, ECMO screen and consult trigger.'),
-      h('p', {}, 'Sensitivity is the share of the team\'s positives the system flagged, specificity the share of its negatives the system left alone, PPV and NPV how often a flag, or its absence, was right; each comes with a 95 % Wilson interval, wide when few rows stand behind it, and "undefined" when no row does. Lead time is how many hours before the team\'s judgement the system first flagged a true positive; rows without any call in the window are counted but left out of the tables, and the full method is in the README, section "Silent-mode validation".')));
+      h('p', {}, 'Each row of the file is one judgement by the Lung Rescue Team (a patient, a time, the ECMO category and whether a consult was warranted), compared with the service\'s own most recent call in the look-back window before that time.'),
+      h('p', {}, 'Sensitivity is the share of the team\'s positives the system flagged, specificity the share of its negatives the system left alone, PPV and NPV how often a flag or its absence was right, each with a 95 % Wilson interval ("undefined" when no row stands behind it); lead time is how many hours before the team\'s judgement the system first flagged a true positive.'),
+      h('p', {}, 'Rows without any call in the window are counted but left out of the tables; the full method is in the README, section "Silent-mode validation".')));
   const f = form();
   const status = h('p', { class: 'loading', role: 'status', 'aria-live': 'polite' });
   main.append(f, status);
