@@ -11,6 +11,13 @@
 //! it shows, and saves screenshots to `{target}/screenshots/`. `make tools` installs Chromium
 //! and the npm package.
 //!
+//! Then, on the same service, the silent-mode validation view (`tests/browser/validation.mjs`):
+//! adjudication files written here from the stored evaluations (a mix of agreeing and
+//! disagreeing judgements, one row before any call of its patient, a one-row file whose
+//! specificity is undefined, and a file with a bad time on line 3), each also posted to
+//! `/api/v1/quality/validation`; the script uploads them through the page's form and compares
+//! every figure shown with the API's answer.
+//!
 //! The sign-in itself is checked here too: no assertion 401, an assertion of another key or
 //! audience 401, a person without the quality group 403, a change without the CSRF header 403.
 
@@ -179,6 +186,143 @@ impl Setup {
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
+
+    /// An adjudication CSV posted to the validation API as the dashboard's session would.
+    async fn validate_as(&self, assertion: &str, window: &str, csv: &str) -> (StatusCode, Value) {
+        let res = self
+            .app
+            .http
+            .post(
+                self.app
+                    .url(&format!("/api/v1/quality/validation?window={window}")),
+            )
+            .header(IAP_HEADER, assertion)
+            .header("x-lrt-csrf", "proxy")
+            .header("content-type", "text/csv")
+            .body(csv.to_string())
+            .send()
+            .await
+            .expect("the service answers");
+        let status = res.status();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+}
+
+/// A patient's stored active calls: the first and last time, and the last call's category and
+/// whether it had a consult trigger.
+#[derive(sqlx::FromRow)]
+struct StoredCalls {
+    patient_id: String,
+    first: chrono::DateTime<chrono::Utc>,
+    last: chrono::DateTime<chrono::Utc>,
+    category: Option<String>,
+    triggers: bool,
+}
+
+/// The adjudication files of the validation view, derived from what the seeding stored.
+struct AdjudicationFiles {
+    /// Every patient: one adjudicated an hour before its first call (not evaluated); the others
+    /// one minute to a few hours after their last call, in turn agreeing with it, disagreeing on
+    /// the ECMO screen and the consult, and agreeing on the category but not on the consult.
+    mixed: String,
+    /// One patient whose last call screens positive, adjudicated as the system called it: no
+    /// adjudicated negative, so specificity and NPV are undefined.
+    one_positive: String,
+    /// A bad time on line 3.
+    bad: String,
+}
+
+async fn adjudication_files(pool: &sqlx::PgPool) -> AdjudicationFiles {
+    let calls: Vec<StoredCalls> = sqlx::query_as(
+        "SELECT patient_id, min(created_at) AS first, max(created_at) AS last, \
+           (array_agg(ecmo_category ORDER BY created_at DESC, id DESC))[1] AS category, \
+           (array_agg(CASE WHEN jsonb_typeof(assessment->'consult_triggers') = 'array' \
+              THEN jsonb_array_length(assessment->'consult_triggers') > 0 ELSE false END \
+              ORDER BY created_at DESC, id DESC))[1] AS triggers \
+         FROM evaluation WHERE role = 'active' GROUP BY patient_id ORDER BY patient_id",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("the stored calls");
+    let calls: Vec<StoredCalls> = calls
+        .into_iter()
+        .filter(|c| {
+            (1..=64).contains(&c.patient_id.len())
+                && c.patient_id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        })
+        .collect();
+    assert!(calls.len() >= 4, "too few patients stored to validate");
+    let time =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let screens_positive =
+        |c: &StoredCalls| matches!(c.category.as_deref(), Some("eligible" | "borderline"));
+    let category = |c: &StoredCalls| c.category.clone().unwrap_or_else(|| "not_indicated".into());
+    let header = "patient,time,category,consult_warranted,note\n";
+    let mut mixed = String::from(header);
+    // The patients whose last call screens positive first, then the others; in each group, in
+    // turn: agreeing, disagreeing on both, agreeing on the category but not on the consult.
+    let (positives, negatives): (Vec<&StoredCalls>, Vec<&StoredCalls>) =
+        calls.iter().partition(|c| screens_positive(c));
+    for (group, calls) in [positives, negatives].iter().enumerate() {
+        for (j, c) in calls.iter().enumerate() {
+            // Later and later after the last call (within the 12 h window), so that the lead
+            // times differ; whole seconds, at least a minute after.
+            let after = time(
+                c.last
+                    + chrono::Duration::seconds(61)
+                    + chrono::Duration::minutes(50 * (j % 8) as i64),
+            );
+            let (at, adjudicated, warranted, note) = match j % 3 {
+                0 if group == 1 && j == 0 => (
+                    time(c.first - chrono::Duration::hours(1)),
+                    "eligible".to_string(),
+                    true,
+                    "before any call",
+                ),
+                0 => (after, category(c), c.triggers, "agrees"),
+                1 => (
+                    after,
+                    if screens_positive(c) {
+                        "not_indicated"
+                    } else {
+                        "eligible"
+                    }
+                    .to_string(),
+                    !c.triggers,
+                    "disagrees",
+                ),
+                _ => (after, category(c), !c.triggers, "consult disagrees"),
+            };
+            mixed.push_str(&format!(
+                "{},{at},{adjudicated},{warranted},{note}\n",
+                c.patient_id
+            ));
+        }
+    }
+    let positive = calls
+        .iter()
+        .find(|c| screens_positive(c))
+        .expect("a patient whose last call screens positive");
+    let one_positive = format!(
+        "{header}{},{},{},{},\n",
+        positive.patient_id,
+        time(positive.last + chrono::Duration::seconds(61)),
+        category(positive),
+        positive.triggers
+    );
+    let bad = format!(
+        "{header}{},{},eligible,true,\n{},yesterday,eligible,true,\n",
+        calls[0].patient_id,
+        time(calls[0].last),
+        calls[1].patient_id
+    );
+    AdjudicationFiles {
+        mixed,
+        one_positive,
+        bad,
+    }
 }
 
 fn patient(tag: &str) -> String {
@@ -196,9 +340,13 @@ fn screenshots() -> PathBuf {
         .join("screenshots")
 }
 
+fn chromium_path() -> String {
+    std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_the_api_figures_in_chromium() {
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let chromium = chromium_path();
     let script = repo_root().join("tests/browser/dashboard.mjs");
     assert!(
         Path::new(&chromium).is_file(),
@@ -224,6 +372,18 @@ async fn the_dashboard_shows_the_api_figures_in_chromium() {
         .await;
     s.hook(&synthetic::patient_view(&patient("stable"), STABLE))
         .await;
+    // More screen-positive patients, so that the validation view has true positives enough for
+    // the lead time's quartiles.
+    for (i, gases) in [ELIGIBLE, BORDERLINE, ELIGIBLE, BORDERLINE]
+        .iter()
+        .enumerate()
+    {
+        s.hook(&synthetic::patient_view(
+            &patient(&format!("positive{i}")),
+            gases,
+        ))
+        .await;
+    }
     // Without the ventilation Procedure: 0.2.0 (active) screens only ventilated patients, 0.1.0
     // (shadow) does not, so these calls disagree.
     for (i, gases) in [ELIGIBLE, BORDERLINE].iter().enumerate() {
@@ -340,6 +500,70 @@ async fn the_dashboard_shows_the_api_figures_in_chromium() {
     );
     assert!(ev["page"]["state"].is_string(), "{}", ev["page"]);
 
+    // --- Silent-mode validation: the adjudication files and the API's answers. ---------------
+    let files = adjudication_files(&s.app.pool).await;
+    let window = "12h";
+    let (status, mixed) = s.validate_as(&lead, window, &files.mixed).await;
+    assert_eq!(status, StatusCode::OK, "{mixed}");
+    // The files must exercise what the page shows, or the browser's comparison proves little.
+    assert_eq!(mixed["not_evaluated"]["count"], 1, "{mixed}");
+    assert!(
+        mixed["screen"]["lead_time_hours"]["q1"].is_number(),
+        "fewer than 4 timed true positives: {}",
+        mixed["screen"]
+    );
+    let discordant_linked = mixed["rows"].as_array().expect("rows").iter().any(|r| {
+        ["fp", "fn"].contains(&r["screen"].as_str().unwrap_or(""))
+            && r["system"]["evaluation_id"].is_string()
+    });
+    assert!(
+        discordant_linked,
+        "no discordant row with an evaluation: {mixed}"
+    );
+    let (status, one) = s.validate_as(&lead, window, &files.one_positive).await;
+    assert_eq!(status, StatusCode::OK, "{one}");
+    assert!(one["screen"]["specificity"]["value"].is_null(), "{one}");
+    let (status, refused) = s.validate_as(&lead, window, &files.bad).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    let refusal = refused["issue"][0]["diagnostics"]
+        .as_str()
+        .expect("a diagnostic")
+        .to_string();
+    assert!(refusal.contains("line 3"), "{refusal}");
+    let validation_dir = tempfile::tempdir().expect("a temporary directory");
+    let write = |name: &str, text: &str| {
+        let path = validation_dir.path().join(name);
+        std::fs::write(&path, text).expect("a file");
+        path
+    };
+    let validation_env: [(&str, std::ffi::OsString); 7] = [
+        ("LRT_VALIDATION_WINDOW", window.into()),
+        (
+            "LRT_VALIDATION_CSV",
+            write("adjudications.csv", &files.mixed).into(),
+        ),
+        (
+            "LRT_VALIDATION_EXPECTED",
+            write("expected.json", &mixed.to_string()).into(),
+        ),
+        (
+            "LRT_VALIDATION_ONE_CSV",
+            write("one-positive.csv", &files.one_positive).into(),
+        ),
+        (
+            "LRT_VALIDATION_ONE_EXPECTED",
+            write("one-positive.json", &one.to_string()).into(),
+        ),
+        (
+            "LRT_VALIDATION_BAD_CSV",
+            write("bad-time.csv", &files.bad).into(),
+        ),
+        (
+            "LRT_VALIDATION_BAD_MESSAGE",
+            write("bad-time.txt", &refusal).into(),
+        ),
+    ];
+
     // --- Chromium. --------------------------------------------------------------------------
     let today = chrono::Utc::now().date_naive();
     let query = format!(
@@ -356,7 +580,7 @@ async fn the_dashboard_shows_the_api_figures_in_chromium() {
             .env("LRT_BASE", base)
             .env("LRT_AUTH_HEADER", IAP_HEADER)
             .env("LRT_AUTH_VALUE", lead)
-            .env("LRT_QUERY", query)
+            .env("LRT_QUERY", &query)
             .env("LRT_CARD_LINK", link)
             .env("LRT_SCREENSHOTS", &shots)
             .env("CHROMIUM", chromium)
@@ -366,7 +590,35 @@ async fn the_dashboard_shows_the_api_figures_in_chromium() {
     .expect("the browser run")
     .expect("node starts (Node 20: make tools)");
     assert!(status.success(), "the browser test failed ({status})");
-    for shot in ["dashboard-overview.png", "dashboard-evaluation.png"] {
+
+    // --- Chromium: the validation view. -----------------------------------------------------
+    let script = repo_root().join("tests/browser/validation.mjs");
+    let (base, browser) = (s.app.base.clone(), repo_root().join("tests/browser"));
+    let (lead, shots, chromium) = (s.proxy.quality_lead(), screenshots(), chromium_path());
+    let status = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("node")
+            .arg(&script)
+            .current_dir(&browser)
+            .env("LRT_BASE", base)
+            .env("LRT_AUTH_HEADER", IAP_HEADER)
+            .env("LRT_AUTH_VALUE", lead)
+            .env("LRT_SCREENSHOTS", &shots)
+            .env("CHROMIUM", chromium)
+            .envs(validation_env)
+            .status()
+    })
+    .await
+    .expect("the browser run")
+    .expect("node starts (Node 20: make tools)");
+    assert!(
+        status.success(),
+        "the validation view's browser test failed ({status})"
+    );
+    for shot in [
+        "dashboard-overview.png",
+        "dashboard-evaluation.png",
+        "dashboard-validation.png",
+    ] {
         let path = screenshots().join(shot);
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         assert!(size > 10_000, "{} missing or empty", path.display());

@@ -561,6 +561,8 @@ async fn the_api_gives_the_hand_computed_figures() {
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_every_tenant_stored(&v);
     assert_documented(&v);
+    // The call carries its stored evaluation (the dashboard links it): v-01's 09:00 one.
+    assert_eq!(v["rows"][0]["system"]["evaluation_id"], ids[1].to_string());
     assert_eq!(
         lrt_server::service::routes::route_label(PATH),
         "/api/v1/quality/validation"
@@ -612,6 +614,8 @@ async fn the_api_gives_the_hand_computed_figures() {
     assert_eq!(status, StatusCode::OK, "{r}");
     assert_every_tenant_replay(&r, run);
     assert_documented(&r);
+    // A replay outcome carries the stored evaluation it replayed.
+    assert_eq!(r["rows"][0]["system"]["evaluation_id"], ids[1].to_string());
     // Tenant A's caller: the purged evaluation's outcome (v-10) and tenant B's (v-12) are not
     // its own.
     let (_, ra) = s.post_csv(&s.a, &format!("?run={run}")).await;

@@ -46,3 +46,14 @@ export async function post(path, body) {
   });
   return answer(response);
 }
+
+// A change whose body is text of `contentType` (an adjudication CSV), not JSON.
+export async function postText(path, text, contentType) {
+  const response = await fetch(path, {
+    method: 'POST',
+    credentials: 'same-origin',
+    headers: { Accept: 'application/json', 'Content-Type': contentType, 'X-LRT-CSRF': csrf || '' },
+    body: text,
+  });
+  return answer(response);
+}

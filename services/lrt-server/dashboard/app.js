@@ -1,10 +1,11 @@
 // The page's entry: who is signed in, then the view the path names (/dashboard: the overview;
-// /dashboard/evaluations/{id}: one evaluation).
+// /dashboard/evaluations/{id}: one evaluation; /dashboard/validation: silent-mode validation).
 
 import { post, session } from './api.js';
 import { h } from './dom.js';
 import * as evaluation from './evaluation.js';
 import * as overview from './overview.js';
+import * as validation from './validation.js';
 
 function signedOut(main, who) {
   const here = window.location.pathname + window.location.search;
@@ -45,6 +46,7 @@ async function main() {
     header(who);
     const match = window.location.pathname.match(/^\/dashboard\/evaluations\/([0-9a-fA-F-]{36})\/?$/);
     if (match) await evaluation.render(main, match[1]);
+    else if (/^\/dashboard\/validation\/?$/.test(window.location.pathname)) await validation.render(main);
     else await overview.render(main);
   } catch (e) {
     loading.remove();

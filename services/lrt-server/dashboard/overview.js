@@ -188,7 +188,8 @@ export async function render(main) {
   status.remove();
   const nav = h('nav', { class: 'toc', 'aria-label': 'Sections' }, h('ul', {},
     [['alerts', 'Alerts'], ['feedback', 'Feedback'], ['consults', 'Consults'], ['patients', 'Patients'], ['data-quality', 'Data quality'], ['shadow', 'Shadow']]
-      .map(([id, label]) => h('li', {}, h('a', { href: `#${id}` }, label)))));
+      .map(([id, label]) => h('li', {}, h('a', { href: `#${id}` }, label))),
+    h('li', { class: 'elsewhere' }, h('a', { href: '/dashboard/validation', id: 'validation-link' }, 'Silent-mode validation'))));
   main.append(
     h('p', { class: 'window' }, `Window ${fmt.day(alerts.window.from)} to ${fmt.day(alerts.window.to)} (exclusive), by ${alerts.window.interval}.`),
     nav,

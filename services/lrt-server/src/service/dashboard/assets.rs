@@ -57,6 +57,11 @@ static ASSETS: &[Asset] = &[
         bytes: include_bytes!("../../../dashboard/evaluation.js"),
     },
     Asset {
+        name: "validation.js",
+        content_type: JS,
+        bytes: include_bytes!("../../../dashboard/validation.js"),
+    },
+    Asset {
         name: "favicon.svg",
         content_type: "image/svg+xml",
         bytes: include_bytes!("../../../dashboard/favicon.svg"),

@@ -1,7 +1,8 @@
 //! The quality dashboard: `/dashboard`, a page served by `lrt serve` itself. Plain HTML, CSS and
 //! JavaScript modules compiled into the binary ([`assets`]; no build step, no Node at run time,
 //! no request leaving the service), reading `/api/v1/quality/…` and `/api/v1/evaluations/{id}`
-//! with the signed-in person's session.
+//! with the signed-in person's session, and posts adjudication files to
+//! `/api/v1/quality/validation`.
 //!
 //! * [`config`]: `[dashboard]` (proxy or OpenID Connect, and who sees what);
 //! * [`identity`]: the signed-in person of a request (proxy assertion or session cookie), their
@@ -9,8 +10,9 @@
 //! * [`oidc`]: the OpenID Connect sign-in (authorization code + PKCE), [`sessions`] its rows;
 //! * [`assets`]: the embedded files.
 //!
-//! Routes: `GET /dashboard` (overview) and `GET /dashboard/evaluations/{id}` (one evaluation)
-//! answer the same HTML (`Cache-Control: no-store`); the page's module reads the path. With
+//! Routes: `GET /dashboard` (overview), `GET /dashboard/evaluations/{id}` (one evaluation) and
+//! `GET /dashboard/validation` (silent-mode validation of an adjudication file) answer the same
+//! HTML (`Cache-Control: no-store`); the page's module reads the path. With
 //! OpenID Connect, they redirect a browser without a valid session to `/dashboard/login`.
 //! `GET /dashboard/assets/{file}`; `GET /dashboard/session` (who is signed in, JSON, in the
 //! OpenAPI document);
@@ -48,6 +50,7 @@ pub fn routes() -> Router<AppState> {
         .route("/dashboard", get(page))
         .route("/dashboard/", get(page))
         .route("/dashboard/evaluations/{id}", get(evaluation_page))
+        .route("/dashboard/validation", get(page))
         .route("/dashboard/assets/{file}", get(asset))
         .route("/dashboard/session", get(session))
         .route("/dashboard/login", get(oidc::login))

@@ -136,6 +136,9 @@ pub struct SystemCall {
     pub consult_triggers: Vec<String>,
     /// The rule-set version that made it.
     pub ruleset_version: String,
+    /// The stored evaluation: the call itself, or, for a replay outcome, the stored evaluation
+    /// it replayed (None: a bundle replay, or a source since purged). The dashboard links it.
+    pub evaluation_id: Option<uuid::Uuid>,
 }
 
 impl SystemCall {
@@ -449,6 +452,7 @@ mod tests {
             category: Some(category.into()),
             consult_triggers: triggers.iter().map(|t| t.to_string()).collect(),
             ruleset_version: "0.2.0".into(),
+            evaluation_id: None,
         }
     }
 

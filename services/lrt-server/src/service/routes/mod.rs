@@ -92,6 +92,7 @@ pub fn route_label(path: &str) -> &'static str {
         (Some("dashboard"), None, ..) => "/dashboard",
         (Some("dashboard"), Some("evaluations"), Some(_), _) => "/dashboard/evaluations/{id}",
         (Some("dashboard"), Some("assets"), Some(_), _) => "/dashboard/assets/{file}",
+        (Some("dashboard"), Some("validation"), None, _) => "/dashboard/validation",
         (Some("dashboard"), Some("session"), None, _) => "/dashboard/session",
         (Some("dashboard"), Some("login"), None, _) => "/dashboard/login",
         (Some("dashboard"), Some("callback"), None, _) => "/dashboard/callback",

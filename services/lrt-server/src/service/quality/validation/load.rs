@@ -49,6 +49,7 @@ struct CallRow {
     category: Option<String>,
     consult_triggers: Vec<String>,
     ruleset_version: String,
+    evaluation_id: Option<Uuid>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -93,7 +94,7 @@ pub async fn calls(
         Origin::Stored => {
             let sql = format!(
                 "SELECT a.n, e.created_at AS at, e.ecmo_category AS category, \
-                   {TRIGGERS} AS consult_triggers, e.ruleset_version \
+                   {TRIGGERS} AS consult_triggers, e.ruleset_version, e.id AS evaluation_id \
                  FROM {adjudicated} \
                  JOIN evaluation e ON e.patient_id = a.patient AND e.role = 'active' \
                    AND e.created_at >= a.at - $3 * interval '1 second' AND e.created_at <= a.at \
@@ -121,7 +122,7 @@ pub async fn calls(
             .ok_or(LoadError::NoSuchRun(run))?;
             let sql = format!(
                 "SELECT a.n, c.at, o.ecmo_category AS category, array_remove(o.consult_triggers, NULL) AS consult_triggers, \
-                   $7::text AS ruleset_version \
+                   $7::text AS ruleset_version, e.id AS evaluation_id \
                  FROM {adjudicated} \
                  JOIN replay_outcome o ON o.run_id = $6 AND o.patient_id = a.patient \
                  LEFT JOIN evaluation e ON e.id = o.source_evaluation_id \
@@ -163,6 +164,7 @@ pub async fn calls(
             category: row.category,
             consult_triggers: row.consult_triggers,
             ruleset_version: row.ruleset_version,
+            evaluation_id: row.evaluation_id,
         });
     }
     Ok((source, calls))
