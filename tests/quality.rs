@@ -10,8 +10,8 @@
 
 use std::time::Duration;
 
-use lrt_auth::{AuthConfig, TrustedIssuer};
-use lrt_e2e::cds_client::{CdsClient, JwksServer};
+use lrt_auth::AuthConfig;
+use lrt_e2e::cds_client::TenantCaller;
 use lrt_e2e::pager::{PagerReceiver, eventually};
 use lrt_e2e::service::TestApp;
 use lrt_e2e::synthetic::{self, BORDERLINE, ELIGIBLE, Gas, STABLE};
@@ -23,53 +23,20 @@ use serde_json::{Value, json};
 const PV: &str = "/cds-services/lrt-patient-view";
 const SECRET: &str = "test-only-webhook-secret";
 
-/// One caller: its signer, its JWK Set server and the tenant it puts in its tokens.
-struct Caller {
-    client: CdsClient,
-    jwks: JwksServer,
-    tenant: Option<&'static str>,
-}
-
-impl Caller {
-    async fn new(iss: &str, tenant: Option<&'static str>) -> Caller {
-        let client = CdsClient::new(iss);
-        let jwks = JwksServer::start(client.jwks()).await;
-        Caller {
-            client,
-            jwks,
-            tenant,
-        }
-    }
-
-    fn issuer(&self) -> TrustedIssuer {
-        let mut issuer = TrustedIssuer::new(self.client.iss.clone());
-        issuer.jwks_url = Some(self.jwks.url.parse().expect("a JWKS URL"));
-        issuer
-    }
-
-    fn token(&self, aud: &str) -> String {
-        let mut claims = self.client.claims(aud);
-        if let Some(t) = self.tenant {
-            claims["tenant"] = json!(t);
-        }
-        self.client.sign(&self.client.header(), &claims)
-    }
-}
-
 struct Setup {
     app: TestApp,
-    a: Caller,
-    b: Caller,
-    quality: Caller,
+    a: TenantCaller,
+    b: TenantCaller,
+    quality: TenantCaller,
     receiver: PagerReceiver,
     _dir: tempfile::TempDir,
 }
 
 async fn setup() -> Setup {
     lrt_fhir::client::install_crypto_provider();
-    let a = Caller::new("https://ehr-a.test.example", Some("hospital-a")).await;
-    let b = Caller::new("https://ehr-b.test.example", Some("hospital-b")).await;
-    let quality = Caller::new("https://quality.test.example", None).await;
+    let a = TenantCaller::new("https://ehr-a.test.example", Some("hospital-a")).await;
+    let b = TenantCaller::new("https://ehr-b.test.example", Some("hospital-b")).await;
+    let quality = TenantCaller::new("https://quality.test.example", None).await;
     let receiver = PagerReceiver::start(SECRET).await;
     let dir = tempfile::tempdir().expect("a temporary directory");
     let secret = dir.path().join("webhook");
@@ -106,7 +73,7 @@ async fn setup() -> Setup {
 
 impl Setup {
     /// POSTs `body` to `path` as `who` (the token's `aud` is the endpoint).
-    async fn post(&self, who: &Caller, path: &str, body: &Value) -> (StatusCode, Value) {
+    async fn post(&self, who: &TenantCaller, path: &str, body: &Value) -> (StatusCode, Value) {
         let res = self
             .app
             .http
@@ -123,7 +90,7 @@ impl Setup {
     }
 
     /// GETs an `/api/v1` path as `who`.
-    async fn get(&self, who: &Caller, path_and_query: &str) -> (StatusCode, Value) {
+    async fn get(&self, who: &TenantCaller, path_and_query: &str) -> (StatusCode, Value) {
         let res = self
             .app
             .http
@@ -138,7 +105,7 @@ impl Setup {
     }
 
     /// A patient-view call by `who`, answered 200: the request sent and the cards.
-    async fn hook(&self, who: &Caller, patient: &str, gases: &[Gas]) -> (Value, Value) {
+    async fn hook(&self, who: &TenantCaller, patient: &str, gases: &[Gas]) -> (Value, Value) {
         let request = synthetic::patient_view(patient, gases);
         let (status, body) = self.post(who, PV, &request).await;
         assert_eq!(status, StatusCode::OK, "{body}");
@@ -498,7 +465,11 @@ fn fhir_r4(resource: &Value) {
 
 impl Setup {
     /// GETs an `/api/v1` path as `who`, asking for FHIR (`application/fhir+json`).
-    async fn get_fhir(&self, who: &Caller, path_and_query: &str) -> (StatusCode, String, Value) {
+    async fn get_fhir(
+        &self,
+        who: &TenantCaller,
+        path_and_query: &str,
+    ) -> (StatusCode, String, Value) {
         let res = self
             .app
             .http
@@ -543,7 +514,7 @@ fn evaluation_of(card: &Value) -> String {
 
 impl Setup {
     /// The stored evaluation `id` as `who` reads it.
-    async fn evaluation(&self, who: &Caller, id: &str) -> Value {
+    async fn evaluation(&self, who: &TenantCaller, id: &str) -> Value {
         let (status, e) = self.get(who, &format!("/api/v1/evaluations/{id}")).await;
         assert_eq!(status, StatusCode::OK, "{e}");
         e
@@ -552,7 +523,7 @@ impl Setup {
     /// Sends one feedback item on `card` as `who`.
     async fn feedback(
         &self,
-        who: &Caller,
+        who: &TenantCaller,
         card: &Value,
         outcome: &str,
         at: &str,
@@ -789,7 +760,7 @@ async fn feedback_counts_outcomes_per_card_type_and_recommendation_and_ranks_rea
 }
 
 /// The newest page of a patient, from `/api/v1/pages` (waiting until one is written).
-async fn page_of(s: &Setup, who: &Caller, patient: &str) -> Value {
+async fn page_of(s: &Setup, who: &TenantCaller, patient: &str) -> Value {
     let path = format!("/api/v1/pages?patient={patient}");
     let written = eventually(Duration::from_secs(10), || async {
         let (_, list) = s.get(who, &path).await;
@@ -802,7 +773,7 @@ async fn page_of(s: &Setup, who: &Caller, patient: &str) -> Value {
 }
 
 /// Waits until the page of `patient` is in `state`.
-async fn page_state(s: &Setup, who: &Caller, patient: &str, state: &str) -> Value {
+async fn page_state(s: &Setup, who: &TenantCaller, patient: &str, state: &str) -> Value {
     let ok = eventually(Duration::from_secs(15), || async {
         page_of(s, who, patient).await["state"] == state
     })

@@ -7,8 +7,8 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use lrt_auth::{AuthConfig, TrustedIssuer};
-use lrt_e2e::cds_client::{CdsClient, JwksServer};
+use lrt_auth::AuthConfig;
+use lrt_e2e::cds_client::TenantCaller;
 use lrt_e2e::fhir_server::FhirServer;
 use lrt_e2e::pager::{PagerReceiver, eventually};
 use lrt_e2e::service::TestApp;
@@ -30,53 +30,20 @@ fn fhir() -> &'static FhirServer {
     })
 }
 
-/// One caller: its signer, its JWK Set server and the tenant it puts in its tokens.
-struct Caller {
-    client: CdsClient,
-    _jwks: JwksServer,
-    tenant: Option<&'static str>,
-}
-
-impl Caller {
-    async fn new(iss: &str, tenant: Option<&'static str>) -> Caller {
-        let client = CdsClient::new(iss);
-        let jwks = JwksServer::start(client.jwks()).await;
-        Caller {
-            client,
-            _jwks: jwks,
-            tenant,
-        }
-    }
-
-    fn issuer(&self) -> TrustedIssuer {
-        let mut issuer = TrustedIssuer::new(self.client.iss.clone());
-        issuer.jwks_url = Some(self._jwks.url.parse().unwrap());
-        issuer
-    }
-
-    fn token(&self, aud: &str) -> String {
-        let mut claims = self.client.claims(aud);
-        if let Some(t) = self.tenant {
-            claims["tenant"] = json!(t);
-        }
-        self.client.sign(&self.client.header(), &claims)
-    }
-}
-
 struct Setup {
     app: TestApp,
-    a: Caller,
-    b: Caller,
-    quality: Caller,
+    a: TenantCaller,
+    b: TenantCaller,
+    quality: TenantCaller,
     _receiver: PagerReceiver,
     _dir: tempfile::TempDir,
 }
 
 async fn setup() -> Setup {
     lrt_fhir::client::install_crypto_provider();
-    let a = Caller::new("https://ehr-a.test.example", Some("hospital-a")).await;
-    let b = Caller::new("https://ehr-b.test.example", Some("hospital-b")).await;
-    let quality = Caller::new("https://quality.test.example", None).await;
+    let a = TenantCaller::new("https://ehr-a.test.example", Some("hospital-a")).await;
+    let b = TenantCaller::new("https://ehr-b.test.example", Some("hospital-b")).await;
+    let quality = TenantCaller::new("https://quality.test.example", None).await;
     let receiver = PagerReceiver::start(SECRET).await;
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("webhook");
@@ -116,7 +83,7 @@ async fn setup() -> Setup {
 impl Setup {
     async fn call(
         &self,
-        who: &Caller,
+        who: &TenantCaller,
         method: reqwest::Method,
         path: &str,
         body: Option<&Value>,
@@ -138,12 +105,12 @@ impl Setup {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
-    async fn get(&self, who: &Caller, path: &str) -> (StatusCode, Value) {
+    async fn get(&self, who: &TenantCaller, path: &str) -> (StatusCode, Value) {
         self.call(who, reqwest::Method::GET, path, None, "/api/v1")
             .await
     }
 
-    async fn post_api(&self, who: &Caller, path: &str) -> (StatusCode, Value) {
+    async fn post_api(&self, who: &TenantCaller, path: &str) -> (StatusCode, Value) {
         self.call(
             who,
             reqwest::Method::POST,
@@ -155,7 +122,7 @@ impl Setup {
     }
 
     /// A patient-view call by `who` for a borderline synthetic patient (it pages).
-    async fn hook(&self, who: &Caller, patient: &str) -> Value {
+    async fn hook(&self, who: &TenantCaller, patient: &str) -> Value {
         let (status, body) = self
             .call(
                 who,

@@ -27,8 +27,8 @@
 
 use std::process::{Command, Output};
 
-use lrt_auth::{AuthConfig, TrustedIssuer};
-use lrt_e2e::cds_client::{CdsClient, JwksServer};
+use lrt_auth::AuthConfig;
+use lrt_e2e::cds_client::TenantCaller;
 use lrt_e2e::service::{TestApp, lrt_binary, repo_file};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -40,49 +40,16 @@ const A_ISS: &str = "https://ehr-a.test.example";
 const B_ISS: &str = "https://ehr-b.test.example";
 const C: &[&str] = &["ECMO_CENTER_CONSULT"];
 
-/// One caller: its signer, its JWK Set server and the tenant it puts in its tokens.
-struct Caller {
-    client: CdsClient,
-    jwks: JwksServer,
-    tenant: Option<&'static str>,
-}
-
-impl Caller {
-    async fn new(iss: &str, tenant: Option<&'static str>) -> Caller {
-        let client = CdsClient::new(iss);
-        let jwks = JwksServer::start(client.jwks()).await;
-        Caller {
-            client,
-            jwks,
-            tenant,
-        }
-    }
-
-    fn issuer(&self) -> TrustedIssuer {
-        let mut issuer = TrustedIssuer::new(self.client.iss.clone());
-        issuer.jwks_url = Some(self.jwks.url.parse().expect("a JWKS URL"));
-        issuer
-    }
-
-    fn token(&self, aud: &str) -> String {
-        let mut claims = self.client.claims(aud);
-        if let Some(t) = self.tenant {
-            claims["tenant"] = json!(t);
-        }
-        self.client.sign(&self.client.header(), &claims)
-    }
-}
-
 struct Setup {
     app: TestApp,
-    a: Caller,
-    quality: Caller,
+    a: TenantCaller,
+    quality: TenantCaller,
 }
 
 async fn setup() -> Setup {
     lrt_fhir::client::install_crypto_provider();
-    let a = Caller::new(A_ISS, Some("hospital-a")).await;
-    let quality = Caller::new("https://quality.test.example", None).await;
+    let a = TenantCaller::new(A_ISS, Some("hospital-a")).await;
+    let quality = TenantCaller::new("https://quality.test.example", None).await;
     let mut auth = AuthConfig::new(vec![a.issuer(), quality.issuer()]);
     auth.allow_insecure_loopback_http = true;
     let quality_iss = quality.client.iss.clone();
@@ -98,7 +65,7 @@ impl Setup {
     /// POSTs `body` as `content_type` to the validation with `query`, as `who`.
     async fn post(
         &self,
-        who: &Caller,
+        who: &TenantCaller,
         query: &str,
         content_type: &str,
         body: Vec<u8>,
@@ -118,7 +85,7 @@ impl Setup {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
-    async fn post_csv(&self, who: &Caller, query: &str) -> (StatusCode, Value) {
+    async fn post_csv(&self, who: &TenantCaller, query: &str) -> (StatusCode, Value) {
         let csv = std::fs::read(repo_file(FIXTURE)).expect("the fixture");
         self.post(who, query, "text/csv; charset=utf-8", csv).await
     }

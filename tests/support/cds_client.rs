@@ -91,3 +91,39 @@ impl JwksServer {
         self.hits.load(Ordering::SeqCst)
     }
 }
+
+/// A CDS client of one issuer with its own JWK Set server, and the `tenant` it puts in its
+/// tokens (None: no `tenant` claim): the callers of the multi-tenant tests.
+pub struct TenantCaller {
+    pub client: CdsClient,
+    pub jwks: JwksServer,
+    pub tenant: Option<&'static str>,
+}
+
+impl TenantCaller {
+    pub async fn new(iss: &str, tenant: Option<&'static str>) -> TenantCaller {
+        let client = CdsClient::new(iss);
+        let jwks = JwksServer::start(client.jwks()).await;
+        TenantCaller {
+            client,
+            jwks,
+            tenant,
+        }
+    }
+
+    /// The trusted issuer of the service's `[auth]` for this caller.
+    pub fn issuer(&self) -> lrt_auth::TrustedIssuer {
+        let mut issuer = lrt_auth::TrustedIssuer::new(self.client.iss.clone());
+        issuer.jwks_url = Some(self.jwks.url.parse().expect("a JWKS URL"));
+        issuer
+    }
+
+    /// A fresh token for `aud`, with the caller's tenant.
+    pub fn token(&self, aud: &str) -> String {
+        let mut claims = self.client.claims(aud);
+        if let Some(t) = self.tenant {
+            claims["tenant"] = serde_json::json!(t);
+        }
+        self.client.sign(&self.client.header(), &claims)
+    }
+}
