@@ -344,8 +344,8 @@ async fn alerts_count_calls_cards_latency_and_errors_per_tenant() {
         assert!(lines.contains(&row), "{row} in\n{csv}");
     }
 
-    // Tenant A: its four answered calls, none of B's, and no error (an error row names no
-    // tenant). Latencies 10, 20, 30, 40: p50 25, p90 at rank 2.7 → 37, p99 at 2.97 → 39.7.
+    // Tenant A: its six calls (four answered, its two errors), none of B's. Latencies of the
+    // answered 10, 20, 30, 40: p50 25, p90 at rank 2.7 → 37, p99 at 2.97 → 39.7.
     let (status, a) = s
         .get(
             &s.a,
@@ -355,7 +355,7 @@ async fn alerts_count_calls_cards_latency_and_errors_per_tenant() {
     assert_eq!(status, StatusCode::OK, "{a}");
     assert_eq!(
         a["totals"],
-        json!({"calls": 4, "answered": 4, "calls_with_cards": 3, "cards": 3, "errors": 0,
+        json!({"calls": 6, "answered": 4, "calls_with_cards": 3, "cards": 3, "errors": 2,
                "card_share": 0.75})
     );
     assert!(close(&a["latency_ms"]["p50"], 25.0), "{}", a["latency_ms"]);
@@ -364,9 +364,12 @@ async fn alerts_count_calls_cards_latency_and_errors_per_tenant() {
     // ISO weeks: 2026-11-02 is a Monday, so the window is one week.
     assert_eq!(
         a["series"],
-        json!([{"start": "2026-11-02T00:00:00Z", "calls": 4, "calls_with_cards": 3, "cards": 3, "errors": 0}])
+        json!([{"start": "2026-11-02T00:00:00Z", "calls": 6, "calls_with_cards": 3, "cards": 3, "errors": 2}])
     );
-    assert_eq!(a["errors_by_status"], json!([]));
+    assert_eq!(
+        a["errors_by_status"], q["errors_by_status"],
+        "both errors are A's"
+    );
     // Tenant B: its one call.
     let (_, b) = s
         .get(&s.b, &format!("/api/v1/quality/alerts?{WINDOW}"))

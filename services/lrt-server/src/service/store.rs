@@ -250,6 +250,10 @@ pub struct CallRecord {
     pub error_code: Option<String>,
     pub latency_ms: f64,
     pub evaluation_id: Option<Uuid>,
+    /// The caller's issuer and `tenant` (None: authentication off, or no `tenant` claim), so
+    /// that an error answer, which has no evaluation, still belongs to its tenant.
+    pub client_iss: Option<String>,
+    pub tenant: Option<String>,
 }
 
 pub async fn record_call(pool: &PgPool, c: &CallRecord) -> Result<(), sqlx::Error> {
@@ -259,8 +263,8 @@ pub async fn record_call(pool: &PgPool, c: &CallRecord) -> Result<(), sqlx::Erro
 
 async fn insert_call(conn: &mut sqlx::PgConnection, c: &CallRecord) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO hook_call (service_id, hook, hook_instance, status, error_code, latency_ms, evaluation_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO hook_call (service_id, hook, hook_instance, status, error_code, latency_ms, \
+           evaluation_id, client_iss, tenant) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(&c.service_id)
     .bind(&c.hook)
@@ -269,6 +273,8 @@ async fn insert_call(conn: &mut sqlx::PgConnection, c: &CallRecord) -> Result<()
     .bind(&c.error_code)
     .bind(c.latency_ms)
     .bind(c.evaluation_id)
+    .bind(&c.client_iss)
+    .bind(&c.tenant)
     .execute(conn)
     .await
     .map(|_| ())

@@ -105,7 +105,11 @@ pub async fn run(
     // A retried call gets the stored answer; a reused hookInstance for another call is a conflict.
     if let Some(stored) = store::find_call(&state.pool, &hook_instance_text).await? {
         facts.evaluation_id = Some(stored.id);
-        return answer_stored(state, stored, service, &request, &patient, jti, started).await;
+        let caller = Caller {
+            client: client.as_ref(),
+            jti,
+        };
+        return answer_stored(state, stored, service, &request, &patient, caller, started).await;
     }
     let call_time = Utc::now();
     let window_end = match state.config.evaluation_time {
@@ -138,9 +142,20 @@ pub async fn run(
     match commit(state, &meta, evaluated, row).await? {
         Committed::New { .. } => Ok(response),
         Committed::Existing(stored) => {
-            answer_stored(state, stored, service, &request, &patient, jti, started).await
+            let caller = Caller {
+                client: meta.client.as_ref(),
+                jti,
+            };
+            answer_stored(state, stored, service, &request, &patient, caller, started).await
         }
     }
+}
+
+/// Who made a call: the verified client (None: authentication off) and its `jti` to record.
+#[derive(Clone, Copy)]
+struct Caller<'a> {
+    client: Option<&'a lrt_auth::VerifiedClient>,
+    jti: Option<&'a store::Jti>,
 }
 
 /// A retried `hookInstance`: the stored answer (if it is the same call), with this call's
@@ -151,7 +166,7 @@ async fn answer_stored(
     service: &Service,
     request: &HookRequest,
     patient: &str,
-    jti: Option<&store::Jti>,
+    caller: Caller<'_>,
     started: Instant,
 ) -> Result<Value, ApiError> {
     let id = stored.id;
@@ -164,8 +179,10 @@ async fn answer_stored(
         error_code: None,
         latency_ms: started.elapsed().as_secs_f64() * 1000.0,
         evaluation_id: Some(id),
+        client_iss: caller.client.map(|c| c.iss.clone()),
+        tenant: caller.client.and_then(|c| c.tenant.clone()),
     };
-    if !store::record_call_with_jti(&state.pool, jti, Some(&row)).await? {
+    if !store::record_call_with_jti(&state.pool, caller.jti, Some(&row)).await? {
         return Err(crate::service::auth::replayed_jti());
     }
     Ok(response)

@@ -137,6 +137,8 @@ impl Call {
             error_code: error_code.map(str::to_string),
             latency_ms: self.started.elapsed().as_secs_f64() * 1000.0,
             evaluation_id,
+            client_iss: self.client.as_ref().map(|c| c.iss.clone()),
+            tenant: self.client.as_ref().and_then(|c| c.tenant.clone()),
         }
     }
 

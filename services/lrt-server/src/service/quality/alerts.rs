@@ -10,14 +10,14 @@
 //! * a call's cards are the `cards` of the response of its active evaluation, for 200 answers
 //!   only (a 409 names another call's evaluation);
 //! * the category and recommendations are the active evaluation's (200 answers);
-//! * tenancy, `tenant`, `ruleset_version` and `category` are properties of the evaluation: an
-//!   error answer has none (the call row stores no issuer or tenant), so it is counted only for
-//!   a caller who reads every tenant and when none of those filters is given.
+//! * tenancy and `tenant` are the call's own (its row stores the caller's issuer and tenant, so
+//!   a tenant counts its own error answers); `ruleset_version` and `category` are properties of
+//!   the evaluation: an error answer has none, so it is not counted when either is given.
 
 use serde::Serialize;
 use sqlx::PgPool;
 
-use super::{BUCKETS, CARDS, EVALUATION_FILTERS, QualityQuery, Window};
+use super::{BUCKETS, CALL_FILTERS, CARDS, QualityQuery, Window};
 
 /// The whole aggregate.
 #[derive(Debug, Serialize)]
@@ -119,7 +119,7 @@ fn calls_cte() -> String {
            FROM hook_call c LEFT JOIN evaluation e ON e.id = c.evaluation_id AND e.role = 'active' \
            WHERE c.received_at >= $1 AND c.received_at < $2 \
              AND ($3::text IS NULL OR c.service_id = $3) AND ($4::text IS NULL OR c.hook = $4) \
-             AND {EVALUATION_FILTERS}) "
+             AND {CALL_FILTERS}) "
     )
 }
 

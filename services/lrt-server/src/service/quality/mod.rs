@@ -337,6 +337,15 @@ pub const EVALUATION_FILTERS: &str = "($5::text IS NULL OR e.tenant = $5) \
     AND ($8::text IS NULL OR (e.client_iss = $8 \
          AND (e.tenant = $9 OR ($9::text IS NULL AND e.tenant IS NULL))))";
 
+/// The filters of [`EVALUATION_FILTERS`] for a call `c` of `hook_call` and its active evaluation
+/// `e`: tenancy and `tenant` are the call's own (an error answer has them too); the rule-set
+/// version and the category are the evaluation's (an error answer has none).
+pub const CALL_FILTERS: &str = "($5::text IS NULL OR c.tenant = $5) \
+    AND ($6::text IS NULL OR e.ruleset_version = $6) \
+    AND ($7::text IS NULL OR e.ecmo_category = $7) \
+    AND ($8::text IS NULL OR (c.client_iss = $8 \
+         AND (c.tenant = $9 OR ($9::text IS NULL AND c.tenant IS NULL))))";
+
 /// The `cards` of an evaluation `e`'s response as a JSON array (`[]` when the response has none:
 /// a Subscription or API evaluation answers a summary).
 pub const CARDS: &str = "CASE WHEN jsonb_typeof(e.response->'cards') = 'array' \

@@ -51,6 +51,11 @@ async fn call(
         Ok(HookCaller { client, jti }) => (Ok(client), jti),
         Err(e) => (Err(e), None),
     };
+    // The caller's issuer and tenant, for the row of an error answer.
+    let (client_iss, tenant) = match &client {
+        Ok(Some(c)) => (Some(c.iss.clone()), c.tenant.clone()),
+        _ => (None, None),
+    };
     let result = async {
         let client = client?;
         let service = services::find(&id)
@@ -105,6 +110,8 @@ async fn call(
             error_code: error_code.map(str::to_string),
             latency_ms,
             evaluation_id: facts.evaluation_id,
+            client_iss,
+            tenant,
         };
         // After the answer: an error call's row must not hold its response up.
         let pool = state.pool.clone();
