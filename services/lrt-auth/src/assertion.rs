@@ -209,25 +209,12 @@ impl AssertionVerifier {
         if !aud
             .values()
             .iter()
-            .any(|a| a == &self.audience || same_endpoint(a, &self.audience))
+            .any(|a| same_endpoint(a, &self.audience))
         {
             return Err(Rejection::WrongAudience);
         }
 
-        let exp = claims.exp.ok_or(Rejection::MissingExpiry)?;
-        if now >= exp + self.clock_skew {
-            return Err(Rejection::Expired);
-        }
-        let iat = claims.iat.ok_or(Rejection::MissingIssuedAt)?;
-        if iat > now + self.clock_skew {
-            return Err(Rejection::IssuedInFuture);
-        }
-        if claims.nbf.is_some_and(|nbf| nbf > now + self.clock_skew) {
-            return Err(Rejection::NotYetValid);
-        }
-        if exp < iat {
-            return Err(Rejection::LifetimeTooLong);
-        }
+        let (exp, _) = claims.checked_times(now, self.clock_skew)?;
         let exp_time = DateTime::from_timestamp(exp, 0).ok_or(Rejection::Malformed)?;
 
         let keys = match (&self.static_keys, &self.jwks_url) {

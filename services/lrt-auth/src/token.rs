@@ -71,6 +71,29 @@ pub(crate) struct Claims {
     pub tenant: Option<String>,
 }
 
+impl Claims {
+    /// The RFC 7519 time checks at `now` with `skew` seconds of clock skew: `exp` and `iat`
+    /// present, not expired, not issued in the future, not before `nbf`, `exp` not before `iat`.
+    /// Answers `(exp, iat)`; a caller adds its own limit on the lifetime.
+    pub(crate) fn checked_times(&self, now: i64, skew: i64) -> Result<(i64, i64), Rejection> {
+        let exp = self.exp.ok_or(Rejection::MissingExpiry)?;
+        if now >= exp + skew {
+            return Err(Rejection::Expired);
+        }
+        let iat = self.iat.ok_or(Rejection::MissingIssuedAt)?;
+        if iat > now + skew {
+            return Err(Rejection::IssuedInFuture);
+        }
+        if self.nbf.is_some_and(|nbf| nbf > now + skew) {
+            return Err(Rejection::NotYetValid);
+        }
+        if exp < iat {
+            return Err(Rejection::LifetimeTooLong);
+        }
+        Ok((exp, iat))
+    }
+}
+
 /// A NumericDate (RFC 7519 §2): a JSON number of seconds, possibly fractional (truncated
 /// toward negative infinity here), within ±10^11 s so later arithmetic cannot overflow.
 fn numeric_date<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {

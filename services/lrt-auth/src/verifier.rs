@@ -283,18 +283,8 @@ impl Verifier {
         }
 
         // 5. Times.
-        let exp = claims.exp.ok_or(Rejection::MissingExpiry)?;
-        if now >= exp + self.clock_skew {
-            return Err(Rejection::Expired);
-        }
-        let iat = claims.iat.ok_or(Rejection::MissingIssuedAt)?;
-        if iat > now + self.clock_skew {
-            return Err(Rejection::IssuedInFuture);
-        }
-        if claims.nbf.is_some_and(|nbf| nbf > now + self.clock_skew) {
-            return Err(Rejection::NotYetValid);
-        }
-        if exp < iat || exp - iat > self.max_lifetime {
+        let (exp, iat) = claims.checked_times(now, self.clock_skew)?;
+        if exp - iat > self.max_lifetime {
             return Err(Rejection::LifetimeTooLong);
         }
         let (Some(iat_time), Some(exp_time)) = (
