@@ -32,6 +32,7 @@ pub mod inbox;
 pub mod paging;
 pub mod pipeline;
 pub mod quality;
+pub mod queue;
 pub mod replay;
 pub mod retention;
 pub mod routes;

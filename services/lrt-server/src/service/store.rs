@@ -256,6 +256,29 @@ pub struct CallRecord {
     pub tenant: Option<String>,
 }
 
+impl CallRecord {
+    /// The row of a call to `service_id` by `client` (None: authentication off), answered now
+    /// with `status`; what else is known of the call is set by the caller.
+    pub fn answered(
+        service_id: &str,
+        client: Option<&lrt_auth::VerifiedClient>,
+        status: u16,
+        started: std::time::Instant,
+    ) -> CallRecord {
+        CallRecord {
+            service_id: service_id.to_string(),
+            hook: None,
+            hook_instance: None,
+            status: status as i16,
+            error_code: None,
+            latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+            evaluation_id: None,
+            client_iss: client.map(|c| c.iss.clone()),
+            tenant: client.and_then(|c| c.tenant.clone()),
+        }
+    }
+}
+
 pub async fn record_call(pool: &PgPool, c: &CallRecord) -> Result<(), sqlx::Error> {
     let mut conn = pool.acquire().await?;
     insert_call(&mut conn, c).await

@@ -1,18 +1,19 @@
 //! The inbox worker: claims due notifications, evaluates them concurrently, records each
-//! outcome, and keeps the backlog gauges current. Shaped like the page dispatcher
-//! ([`crate::service::paging::dispatch`]): any number of workers share the table; on shutdown
-//! a worker stops claiming and finishes what it holds.
+//! outcome, and keeps the backlog gauges current. The inbox is a leased queue run by
+//! [`crate::service::queue`], as the page outbox is: any number of workers share the table; on
+//! shutdown a worker stops claiming and finishes what it holds. This module is the one step:
+//! [`process`].
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use tokio::sync::watch;
-use tokio::task::JoinSet;
+use tokio::sync::{Notify, watch};
 
 use super::store::{self, Attempt, Claimed, Recorded};
 use super::{StoredFocus, evaluate_notification, is_permanent};
 use crate::service::error::ApiError;
+use crate::service::queue::{self, LeasedQueue, Polling};
 use crate::service::state::AppState;
 
 /// How often the backlog gauges are refreshed.
@@ -21,6 +22,7 @@ const GAUGE_EVERY: Duration = Duration::from_secs(5);
 pub struct Worker {
     state: AppState,
     name: Arc<str>,
+    gauges_at: Option<Instant>,
 }
 
 impl Worker {
@@ -30,59 +32,58 @@ impl Worker {
             .paging
             .worker_id
             .clone()
-            .unwrap_or_else(crate::service::paging::dispatch::default_worker_id);
+            .unwrap_or_else(queue::default_worker_id);
         Worker {
             state,
             name: Arc::from(name),
+            gauges_at: None,
         }
     }
 
     /// Runs until `stop` becomes true, then finishes the evaluations in flight.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        let config = self.state.config.ehr.inbox.clone();
-        let poll = Duration::from_millis(config.poll_interval_ms);
-        let lease = Duration::from_millis(config.lease_ms);
-        let mut in_flight: JoinSet<()> = JoinSet::new();
-        let mut gauges_at = Instant::now() - GAUGE_EVERY;
-        tracing::info!(worker = %self.name, "subscription inbox worker started");
-        loop {
-            if *stop.borrow() {
-                break;
-            }
-            while in_flight.try_join_next().is_some() {}
-            if gauges_at.elapsed() >= GAUGE_EVERY {
-                gauges_at = Instant::now();
-                refresh_gauges(&self.state).await;
-            }
-            let room = config.batch - in_flight.len() as i64;
-            let claimed = if room > 0 {
-                match store::claim(&self.state.pool, &self.name, room, lease).await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "subscription inbox: cannot claim");
-                        Vec::new()
-                    }
-                }
-            } else {
-                Vec::new()
-            };
-            let got = claimed.len();
-            for c in claimed {
-                let state = self.state.clone();
-                in_flight.spawn(async move { process(&state, c).await });
-            }
-            if got > 0 {
-                continue;
-            }
-            tokio::select! {
-                _ = self.state.inbox_wake.notified() => {}
-                _ = tokio::time::sleep(poll) => {}
-                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
-                changed = stop.changed() => if changed.is_err() { break },
-            }
+    pub async fn run(self, stop: watch::Receiver<bool>) {
+        let name = self.name.clone();
+        queue::run(self, name, stop).await
+    }
+}
+
+impl LeasedQueue for Worker {
+    type Item = Claimed;
+    const NAME: &'static str = "subscription inbox worker";
+
+    fn polling(&self) -> Polling {
+        let c = &self.state.config.ehr.inbox;
+        Polling::from_config(c.poll_interval_ms, c.lease_ms, c.batch)
+    }
+
+    fn wake(&self) -> Arc<Notify> {
+        self.state.inbox_wake.clone()
+    }
+
+    async fn claim(
+        &self,
+        worker: &str,
+        limit: i64,
+        lease: Duration,
+    ) -> Result<Vec<Claimed>, sqlx::Error> {
+        store::claim(&self.state.pool, worker, limit, lease).await
+    }
+
+    fn step(
+        &self,
+        _worker: &Arc<str>,
+        claimed: Claimed,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let state = self.state.clone();
+        async move { process(&state, claimed).await }
+    }
+
+    /// Keeps the backlog gauges current.
+    async fn tick(&mut self) {
+        if self.gauges_at.is_none_or(|at| at.elapsed() >= GAUGE_EVERY) {
+            self.gauges_at = Some(Instant::now());
+            refresh_gauges(&self.state).await;
         }
-        while in_flight.join_next().await.is_some() {}
-        tracing::info!(worker = %self.name, "subscription inbox worker stopped");
     }
 }
 
@@ -113,23 +114,12 @@ pub async fn process(state: &AppState, claimed: Claimed) {
             }
         },
     };
-    // The outcome must be recorded: retry a database failure a few times (else the lease runs
-    // out and the notification is evaluated again, which its idempotency key makes harmless).
-    let mut tries = 0;
-    let recorded = loop {
-        match store::record(&state.pool, &claimed, &attempt).await {
-            Ok(r) => break Some(r),
-            Err(e) if tries < 3 => {
-                tries += 1;
-                tracing::warn!(error = %e, "subscription inbox: cannot record an attempt; retrying");
-                tokio::time::sleep(Duration::from_millis(200 * tries)).await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "subscription inbox: attempt not recorded");
-                break None;
-            }
-        }
-    };
+    // The outcome must be recorded (else the lease runs out and the notification is evaluated
+    // again, which its idempotency key makes harmless).
+    let recorded = queue::record_with_retries(Worker::NAME, || {
+        store::record(&state.pool, &claimed, &attempt)
+    })
+    .await;
     let label = match recorded {
         Some(Recorded::Done) => "done",
         Some(Recorded::Retry) => "retry",

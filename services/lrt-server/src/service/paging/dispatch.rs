@@ -1,37 +1,27 @@
 //! The dispatcher: claims due deliveries, delivers them concurrently, records each attempt.
 //!
-//! Any number of dispatchers (one per `lrt serve` replica) share the outbox: a claim is a row
-//! lock skipped by the others plus a lease. Between polls an idle dispatcher sleeps
-//! `poll_interval_ms`, or less when this process has just written a page. On shutdown it stops
+//! The outbox is a leased queue run by [`crate::service::queue`]: any number of dispatchers (one
+//! per `lrt serve` replica) share it; between polls an idle dispatcher sleeps
+//! `poll_interval_ms`, or less when this process has just written a page; on shutdown it stops
 //! claiming and finishes the deliveries in flight; a delivery cut short by a crash is claimed
-//! again when its lease runs out.
+//! again when its lease runs out. This module is the one step: [`deliver_one`].
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use sqlx::PgPool;
-use tokio::sync::watch;
-use tokio::task::JoinSet;
+use tokio::sync::{Notify, watch};
 use tracing::Instrument;
 
 use super::outbox::{self, AttemptOutcome, Claimed, Recorded};
 use super::{Channel, Pager};
+use crate::service::queue::{self, LeasedQueue, Polling};
 
 pub struct Dispatcher {
     pool: PgPool,
     pager: Pager,
     worker: Arc<str>,
-}
-
-/// This process's default dispatcher name: host name and process id.
-pub fn default_worker_id() -> String {
-    let host = std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "lrt".into());
-    format!("{host}-{}", std::process::id())
 }
 
 impl Dispatcher {
@@ -40,7 +30,7 @@ impl Dispatcher {
             .config
             .worker_id
             .clone()
-            .unwrap_or_else(default_worker_id);
+            .unwrap_or_else(queue::default_worker_id);
         Dispatcher {
             pool,
             pager,
@@ -49,51 +39,42 @@ impl Dispatcher {
     }
 
     /// Runs until `stop` becomes true, then drains the deliveries in flight.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        let config = self.pager.config.clone();
-        let poll = Duration::from_millis(config.poll_interval_ms);
-        let lease = Duration::from_millis(config.lease_ms);
-        let mut in_flight: JoinSet<()> = JoinSet::new();
-        tracing::info!(worker = %self.worker, "page dispatcher started");
-        loop {
-            if *stop.borrow() {
-                break;
-            }
-            while in_flight.try_join_next().is_some() {}
-            // Keep at most `batch` deliveries in flight.
-            let room = config.batch - in_flight.len() as i64;
-            let claimed = if room > 0 {
-                match outbox::claim(&self.pool, &self.worker, room, lease).await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "page dispatcher: cannot claim");
-                        Vec::new()
-                    }
-                }
-            } else {
-                Vec::new()
-            };
-            let got = claimed.len();
-            for c in claimed {
-                let (pool, pager, worker) =
-                    (self.pool.clone(), self.pager.clone(), self.worker.clone());
-                let span = delivery_span(&c);
-                in_flight.spawn(
-                    async move { deliver_one(&pool, &pager, &worker, c).await }.instrument(span),
-                );
-            }
-            if got > 0 {
-                continue;
-            }
-            tokio::select! {
-                _ = self.pager.wake.notified() => {}
-                _ = tokio::time::sleep(poll) => {}
-                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
-                changed = stop.changed() => if changed.is_err() { break },
-            }
-        }
-        while in_flight.join_next().await.is_some() {}
-        tracing::info!(worker = %self.worker, "page dispatcher stopped");
+    pub async fn run(self, stop: watch::Receiver<bool>) {
+        let worker = self.worker.clone();
+        queue::run(self, worker, stop).await
+    }
+}
+
+impl LeasedQueue for Dispatcher {
+    type Item = Claimed;
+    const NAME: &'static str = "page dispatcher";
+
+    fn polling(&self) -> Polling {
+        let c = &self.pager.config;
+        Polling::from_config(c.poll_interval_ms, c.lease_ms, c.batch)
+    }
+
+    fn wake(&self) -> Arc<Notify> {
+        self.pager.wake.clone()
+    }
+
+    async fn claim(
+        &self,
+        worker: &str,
+        limit: i64,
+        lease: Duration,
+    ) -> Result<Vec<Claimed>, sqlx::Error> {
+        outbox::claim(&self.pool, worker, limit, lease).await
+    }
+
+    fn step(
+        &self,
+        worker: &Arc<str>,
+        claimed: Claimed,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let (pool, pager, worker) = (self.pool.clone(), self.pager.clone(), worker.clone());
+        let span = delivery_span(&claimed);
+        async move { deliver_one(&pool, &pager, &worker, claimed).await }.instrument(span)
     }
 }
 
@@ -136,23 +117,12 @@ async fn deliver_one(pool: &PgPool, pager: &Pager, worker: &str, claimed: Claime
     };
     let wait = pager.config.backoff(claimed.attempts);
     let retry_at = Utc::now() + chrono::Duration::from_std(wait).unwrap_or(chrono::TimeDelta::MAX);
-    // The outcome must be recorded: retry a database failure a few times (else the lease runs
-    // out and the delivery is attempted again, which the idempotency key makes harmless).
-    let mut tries = 0;
-    let recorded = loop {
-        match outbox::record(pool, &claimed, worker, &outcome, retry_at).await {
-            Ok(r) => break Some(r),
-            Err(e) if tries < 3 => {
-                tries += 1;
-                tracing::warn!(error = %e, "page dispatcher: cannot record an attempt; retrying");
-                tokio::time::sleep(Duration::from_millis(200 * tries)).await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "page dispatcher: attempt not recorded");
-                break None;
-            }
-        }
-    };
+    // The outcome must be recorded (else the lease runs out and the delivery is attempted
+    // again, which the idempotency key makes harmless).
+    let recorded = queue::record_with_retries(Dispatcher::NAME, || {
+        outbox::record(pool, &claimed, worker, &outcome, retry_at)
+    })
+    .await;
     let label = match recorded {
         Some(Recorded::Delivered) => "delivered",
         Some(Recorded::Retry) => "retry",

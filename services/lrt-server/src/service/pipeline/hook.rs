@@ -172,15 +172,10 @@ async fn answer_stored(
     let id = stored.id;
     let response = replay(stored, service, patient)?;
     let row = store::CallRecord {
-        service_id: service.id.to_string(),
         hook: request.hook.clone(),
         hook_instance: request.hook_instance.clone(),
-        status: 200,
-        error_code: None,
-        latency_ms: started.elapsed().as_secs_f64() * 1000.0,
         evaluation_id: Some(id),
-        client_iss: caller.client.map(|c| c.iss.clone()),
-        tenant: caller.client.and_then(|c| c.tenant.clone()),
+        ..store::CallRecord::answered(service.id, caller.client, 200, started)
     };
     if !store::record_call_with_jti(&state.pool, caller.jti, Some(&row)).await? {
         return Err(crate::service::auth::replayed_jti());

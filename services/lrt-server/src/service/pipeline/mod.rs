@@ -130,15 +130,16 @@ impl Call {
         evaluation_id: Option<Uuid>,
     ) -> store::CallRecord {
         store::CallRecord {
-            service_id: self.service_id.clone(),
             hook: Some(self.hook.clone()),
             hook_instance: Some(self.hook_instance.clone()),
-            status: status as i16,
             error_code: error_code.map(str::to_string),
-            latency_ms: self.started.elapsed().as_secs_f64() * 1000.0,
             evaluation_id,
-            client_iss: self.client.as_ref().map(|c| c.iss.clone()),
-            tenant: self.client.as_ref().and_then(|c| c.tenant.clone()),
+            ..store::CallRecord::answered(
+                &self.service_id,
+                self.client.as_ref(),
+                status,
+                self.started,
+            )
         }
     }
 

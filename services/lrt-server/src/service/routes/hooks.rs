@@ -47,19 +47,19 @@ async fn call(
 ) -> Response {
     let started = Instant::now();
     let mut facts = CallFacts::default();
+    // Looked up once: the call, its metrics and its row (an unknown id was answered 404 by the
+    // extractor, which looks it up for the token's audience).
+    let service = services::find(&id);
     let (client, jti) = match caller {
         Ok(HookCaller { client, jti }) => (Ok(client), jti),
         Err(e) => (Err(e), None),
     };
-    // The caller's issuer and tenant, for the row of an error answer.
-    let (client_iss, tenant) = match &client {
-        Ok(Some(c)) => (Some(c.iss.clone()), c.tenant.clone()),
-        _ => (None, None),
-    };
+    // The caller, for the row of an error answer.
+    let caller_of_row = client.as_ref().ok().and_then(Option::clone);
     let result = async {
         let client = client?;
-        let service = services::find(&id)
-            .ok_or_else(|| ApiError::NotFound(format!("no CDS service {id:?}")))?;
+        let service =
+            service.ok_or_else(|| ApiError::NotFound(format!("no CDS service {id:?}")))?;
         let valid = ValidCall::parse(service, &headers, &body, &mut facts)?;
         hook::run(&state, valid, client, jti.as_ref(), started, &mut facts).await
     }
@@ -90,7 +90,7 @@ async fn call(
             (e.into_response(), status, Some(code))
         }
     };
-    let known = services::find(&id).map(|s| s.id);
+    let known = service.map(|s| s.id);
     metrics::counter!(
         "lrt_hook_calls_total",
         "service" => known.unwrap_or("unknown"),
@@ -103,15 +103,12 @@ async fn call(
     // to fill the database (2,000 rows in 5 s from one connection, issue 8).
     if let Some(service_id) = known.filter(|_| status != StatusCode::UNAUTHORIZED && !committed) {
         let record = CallRecord {
-            service_id: service_id.to_string(),
             hook: facts.hook,
             hook_instance: facts.hook_instance,
-            status: status.as_u16() as i16,
             error_code: error_code.map(str::to_string),
-            latency_ms,
             evaluation_id: facts.evaluation_id,
-            client_iss,
-            tenant,
+            latency_ms,
+            ..CallRecord::answered(service_id, caller_of_row.as_ref(), status.as_u16(), started)
         };
         // After the answer: an error call's row must not hold its response up.
         let pool = state.pool.clone();
