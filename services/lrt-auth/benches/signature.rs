@@ -1,5 +1,5 @@
 //! `cargo bench -p lrt-auth`: the signature check of a CDS client's ES384 JWT, as the service
-//! does it (ring, inside `Verifier::verify`, claims included) and as `jsonwebtoken`'s RustCrypto
+//! does it (aws-lc-rs, inside `Verifier::verify`, claims included) and as `jsonwebtoken`'s RustCrypto
 //! backend did it before issue 9 (signature only). The JWT check was 36 % of the service's CPU
 //! under load with RustCrypto.
 
@@ -28,7 +28,7 @@ fn signature(c: &mut Criterion) {
         .block_on(verifier.verify(&token, AUD))
         .expect("the bench token verifies");
 
-    c.bench_function("es384_verify_ring_whole_token", |b| {
+    c.bench_function("es384_verify_whole_token", |b| {
         b.iter(|| runtime.block_on(verifier.verify(black_box(&token), AUD)))
     });
 

@@ -160,12 +160,12 @@ pub(crate) struct JwksCache {
     sets: Mutex<HashMap<String, Arc<RemoteSet>>>,
 }
 
-/// Installs rustls' ring provider as the process default, once (reqwest's `rustls-no-provider`
+/// Installs rustls' aws-lc-rs provider as the process default, once (reqwest's `rustls-no-provider`
 /// needs one; if another was installed first, that one is kept).
 fn install_crypto_provider() {
     static INSTALL: Once = Once::new();
     INSTALL.call_once(|| {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     });
 }
 

@@ -12,18 +12,18 @@
 //! Symmetric (`oct`) keys are never kept, so no configuration or JWK Set can make an HMAC
 //! secret out of a public key. Private members (`d`, ...) are ignored.
 //!
-//! The signature itself is checked by `ring` (already the TLS provider of the service), whose
-//! assembly-optimised P-384 is several times faster than the pure-Rust RustCrypto arithmetic
-//! that `jsonwebtoken`'s default backend used: that check was 36 % of the service's CPU under
-//! load (issue 9; `cargo bench -p lrt-auth` compares the two). When a key set is loaded, EC
+//! The signature itself is checked by `aws-lc-rs` (also the TLS provider of the service), whose
+//! P-384 (s2n-bignum's assembly) is several times faster than the pure-Rust RustCrypto
+//! arithmetic that `jsonwebtoken`'s default backend used, and than ring's: that check was 36 %
+//! of the service's CPU under load (issue 9; `cargo bench -p lrt-auth` compares them). When a key set is loaded, EC
 //! points are validated once with RustCrypto (`p256`/`p384`), so a point off the curve is
 //! skipped with the other unusable keys instead of failing every token.
 
 use std::collections::HashMap;
 
+use aws_lc_rs::signature::{self, RsaPublicKeyComponents, UnparsedPublicKey};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ring::signature::{self, RsaPublicKeyComponents, UnparsedPublicKey};
 use serde::Deserialize;
 
 use crate::config::JwtAlgorithm;
@@ -36,7 +36,7 @@ enum KeyType {
     Rsa,
 }
 
-/// The public key material, as `ring` reads it.
+/// The public key material, as `aws-lc-rs` reads it.
 #[derive(Clone)]
 enum Material {
     /// An uncompressed SEC1 point: `04 || x || y`.
@@ -185,7 +185,8 @@ fn parse_jwk(value: serde_json::Value) -> Option<(String, VerificationKey)> {
             if !(2048..=4096).contains(&bits) {
                 return None;
             }
-            // What `ring` accepts as a public exponent: odd, at least 3, at most 33 bits.
+            // A public exponent as the usual verifiers accept it (ring's rule, kept): odd, at least 3,
+            // at most 33 bits.
             let e: Vec<u8> = exponent.iter().copied().skip_while(|&b| b == 0).collect();
             let e_bits = e
                 .first()

@@ -20,7 +20,7 @@
 //!   (allow-listed URLs only, size- and time-limited, rate-limited refresh on unknown `kid`).
 //!
 //! Signatures are checked by `jsonwebtoken` with its RustCrypto backend; JWK Sets are fetched
-//! with reqwest over rustls (ring provider). No token, claim value or key appears in an error
+//! with reqwest over rustls (aws-lc-rs provider). No token, claim value or key appears in an error
 //! message. The crate logs (with `tracing`) only JWK Set fetch failures and skipped refreshes
 //! (with the allow-listed URL) and replay store failures, never a token.
 //!

@@ -105,7 +105,7 @@ fn seconds(secs: u64, field: &'static str) -> Result<i64, ConfigError> {
 
 impl Verifier {
     /// Checks the configuration, reads the key files and builds the HTTP client for JWK Set
-    /// fetches (rustls with the ring provider, installed as the process default if none is).
+    /// fetches (rustls with the aws-lc-rs provider, installed as the process default if none is).
     pub fn new(config: AuthConfig) -> Result<Verifier, ConfigError> {
         if config.issuers.is_empty() {
             return Err(ConfigError::NoIssuers);

@@ -1,5 +1,5 @@
 //! A small FHIR R4 REST client: `read`, `search` (following `link[next]` pages) and
-//! `transaction`, over reqwest with rustls (ring provider only).
+//! `transaction`, over reqwest with rustls (aws-lc-rs provider only).
 //!
 //! * Every request sends `Accept: application/fhir+json` and, when one was given, the bearer
 //!   token (from CDS Hooks `fhirAuthorization`). The token never appears in an error, in `Debug`
@@ -219,12 +219,12 @@ impl FhirError {
     }
 }
 
-/// Installs rustls' ring provider as the process default, once (reqwest's `rustls-no-provider`
+/// Installs rustls' aws-lc-rs provider as the process default, once (reqwest's `rustls-no-provider`
 /// needs one; if another was installed first, that one is kept).
 pub fn install_crypto_provider() {
     static INSTALL: Once = Once::new();
     INSTALL.call_once(|| {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     });
 }
 

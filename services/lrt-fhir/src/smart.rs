@@ -14,12 +14,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use ring::rand::{SecureRandom, SystemRandom};
-use ring::signature::{
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use aws_lc_rs::signature::{
     ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, RSA_PKCS1_SHA384, RsaKeyPair,
 };
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use rustls::pki_types::PrivatePkcs8KeyDer;
 use rustls::pki_types::pem::PemObject;
 use secrecy::SecretString;
@@ -76,13 +76,9 @@ impl SigningKey {
     /// RSA (2048 bits or more) for RS384.
     pub fn from_pkcs8(der: &[u8], algorithm: Algorithm, kid: &str) -> Result<SigningKey, String> {
         let pair = match algorithm {
-            Algorithm::ES384 => EcdsaKeyPair::from_pkcs8(
-                &ECDSA_P384_SHA384_FIXED_SIGNING,
-                der,
-                &SystemRandom::new(),
-            )
-            .map(KeyPair::Ec)
-            .map_err(|e| format!("not a PKCS#8 P-384 private key for ES384 ({e})"))?,
+            Algorithm::ES384 => EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, der)
+                .map(KeyPair::Ec)
+                .map_err(|e| format!("not a PKCS#8 P-384 private key for ES384 ({e})"))?,
             Algorithm::RS384 => RsaKeyPair::from_pkcs8(der)
                 .map(KeyPair::Rsa)
                 .map_err(|e| format!("not a PKCS#8 RSA private key for RS384 ({e})"))?,
@@ -132,7 +128,7 @@ impl SigningKey {
                 .as_ref()
                 .to_vec(),
             KeyPair::Rsa(pair) => {
-                let mut out = vec![0; pair.public().modulus_len()];
+                let mut out = vec![0; pair.public_modulus_len()];
                 pair.sign(&RSA_PKCS1_SHA384, &rng, input.as_bytes(), &mut out)
                     .map_err(|_| "RS384 signing failed".to_string())?;
                 out

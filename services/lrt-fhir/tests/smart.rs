@@ -9,6 +9,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use aws_lc_rs::signature::{
+    ECDSA_P384_SHA384_FIXED, ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair,
+};
+use aws_lc_rs::signature::{KeyPair, UnparsedPublicKey};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -19,8 +23,6 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD as B64};
 use lrt_fhir::smart::{Algorithm, BackendAuth, BackendAuthConfig, SigningKey};
 use lrt_fhir::{ClientConfig, FhirClient, FhirError};
-use ring::signature::{ECDSA_P384_SHA384_FIXED, ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair};
-use ring::signature::{KeyPair, UnparsedPublicKey};
 use serde_json::{Value, json};
 
 const CLIENT: &str = "lrt-cds-test";
@@ -137,10 +139,9 @@ async fn patient(State(ehr): State<Ehr>, headers: HeaderMap) -> Response {
 
 /// The EHR on a free port and a client key it trusts.
 async fn start() -> (Ehr, String, SigningKey) {
-    let rng = ring::rand::SystemRandom::new();
+    let rng = aws_lc_rs::rand::SystemRandom::new();
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &rng).unwrap();
-    let pair =
-        EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
+    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
     let ehr = Ehr {
         public_key: Arc::new(pair.public_key().as_ref().to_vec()),
         root: Arc::default(),
@@ -251,7 +252,7 @@ fn a_key_that_is_not_pkcs8_p384_is_refused_naming_the_file() {
     assert!(e.to_string().contains("not-a-key.pem"), "{e}");
     let der = EcdsaKeyPair::generate_pkcs8(
         &ECDSA_P384_SHA384_FIXED_SIGNING,
-        &ring::rand::SystemRandom::new(),
+        &aws_lc_rs::rand::SystemRandom::new(),
     )
     .unwrap();
     assert!(SigningKey::from_pkcs8(der.as_ref(), Algorithm::RS384, "k").is_err());

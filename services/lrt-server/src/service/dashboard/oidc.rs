@@ -230,9 +230,9 @@ impl Oidc {
 /// 32 random bytes, base64url (43 characters): a `state`, `nonce`, verifier, session id or
 /// CSRF token.
 pub fn random_token() -> Result<String, ApiError> {
-    use ring::rand::SecureRandom;
+    use aws_lc_rs::rand::SecureRandom;
     let mut bytes = [0u8; 32];
-    ring::rand::SystemRandom::new()
+    aws_lc_rs::rand::SystemRandom::new()
         .fill(&mut bytes)
         .map_err(|_| ApiError::internal("no system randomness"))?;
     Ok(B64.encode(bytes))
