@@ -24,7 +24,9 @@
 //! * [`KeySource`] records where each key's data came from, for the evaluation record. Its
 //!   reasons and URLs hold no query values, no patient id and no token.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -120,6 +122,90 @@ pub struct PrefetchConfig {
     pub client: ClientConfig,
     /// The longest time one key may take, all its requests and pages included.
     pub key_timeout: Duration,
+    /// The HTTP clients kept between calls, one per FHIR server (clones of the config share
+    /// them).
+    pub clients: FhirClients,
+}
+
+/// One FHIR client per FHIR server base URL, kept between calls.
+///
+/// Building a client loads the TLS root certificates (about 3 ms in a release build) and a new
+/// client opens new connections, so each call takes its server's client and gives it the call's
+/// own `fhirAuthorization` token ([`FhirClient::with_bearer_token`]): a token is never kept
+/// and never sent on another call. Connections are pooled per server; the `Authorization`
+/// header is per request. At most [`FhirClients::MAX_SERVERS`] servers are kept (only
+/// allow-listed servers are ever called, but a prefix allows any path below it); past that the
+/// oldest is dropped.
+#[derive(Clone, Default)]
+pub struct FhirClients {
+    kept: Arc<Mutex<KeptClients>>,
+}
+
+#[derive(Default)]
+struct KeptClients {
+    by_base: HashMap<Url, FhirClient>,
+    /// Bases in the order they were first kept (the oldest is dropped first).
+    order: std::collections::VecDeque<Url>,
+}
+
+impl FhirClients {
+    /// The most FHIR servers whose clients are kept.
+    pub const MAX_SERVERS: usize = 32;
+
+    /// The client for the server at `base` (with `config`), carrying `token`: the kept one when
+    /// there is one, else a new one, kept for the next call.
+    pub fn for_call(
+        &self,
+        base: &Url,
+        config: ClientConfig,
+        token: Option<secrecy::SecretString>,
+    ) -> Result<FhirClient, FhirError> {
+        let lock = || self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(client) = lock().by_base.get(base) {
+            return Ok(client.with_bearer_token(token));
+        }
+        // Built outside the lock: calls to other servers do not wait for it.
+        let built = FhirClient::new(base.as_str(), None, config)?;
+        let mut kept = lock();
+        let kept = &mut *kept;
+        let client = match kept.by_base.get(base) {
+            Some(raced) => raced.clone(),
+            None => {
+                while kept.by_base.len() >= Self::MAX_SERVERS {
+                    let Some(oldest) = kept.order.pop_front() else {
+                        break;
+                    };
+                    kept.by_base.remove(&oldest);
+                }
+                kept.order.push_back(base.clone());
+                kept.by_base.insert(base.clone(), built.clone());
+                built
+            }
+        };
+        Ok(client.with_bearer_token(token))
+    }
+
+    /// How many servers' clients are kept.
+    pub fn len(&self) -> usize {
+        self.kept
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .by_base
+            .len()
+    }
+
+    /// Whether no client is kept yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl fmt::Debug for FhirClients {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FhirClients")
+            .field("servers", &self.len())
+            .finish()
+    }
 }
 
 impl Default for PrefetchConfig {
@@ -135,6 +221,7 @@ impl Default for PrefetchConfig {
                 max_resources: ClientConfig::default().max_resources,
             },
             key_timeout: Duration::from_secs(3),
+            clients: FhirClients::default(),
         }
     }
 }
@@ -578,12 +665,12 @@ pub async fn resolve(
     if !jobs.is_empty()
         && let Ok(base) = &server
     {
-        let client = FhirClient::new(
-            base.as_str(),
+        let client = config.clients.for_call(
+            base,
+            config.client,
             request
                 .access_token()
                 .map(|t| secrecy::SecretString::from(t.to_string())),
-            config.client,
         );
         match client {
             Err(e) => {
@@ -741,4 +828,36 @@ fn incomplete(
         },
     );
     collected.add(first);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base(n: usize) -> Url {
+        Url::parse(&format!("https://ehr.example/fhir/tenant-{n}/")).expect("valid")
+    }
+
+    #[test]
+    fn one_client_is_kept_per_server_and_at_most_max_servers() {
+        let clients = FhirClients::default();
+        let config = PrefetchConfig::default().client;
+        for n in 0..3 {
+            clients.for_call(&base(0), config, None).expect("client");
+            clients.for_call(&base(1), config, None).expect("client");
+            assert_eq!(clients.len(), 2, "round {n}");
+        }
+        for n in 0..FhirClients::MAX_SERVERS + 5 {
+            clients.for_call(&base(n), config, None).expect("client");
+        }
+        assert_eq!(clients.len(), FhirClients::MAX_SERVERS);
+        // The oldest were dropped: the newest is still kept, so asking again keeps the count.
+        clients
+            .for_call(&base(FhirClients::MAX_SERVERS + 4), config, None)
+            .expect("client");
+        assert_eq!(clients.len(), FhirClients::MAX_SERVERS);
+        // A clone of the config shares the kept clients.
+        let shared = clients.clone();
+        assert_eq!(shared.len(), FhirClients::MAX_SERVERS);
+    }
 }

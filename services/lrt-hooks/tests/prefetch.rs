@@ -128,6 +128,57 @@ async fn full_prefetch_is_used_without_calling_the_server() {
     assert_eq!(a.ecmo_category.as_deref(), Some("ineligible"));
 }
 
+/// The client kept for a FHIR server between calls carries each call's own token, and a call
+/// without `fhirAuthorization` sends none: a token never outlives its call.
+#[tokio::test]
+async fn a_kept_client_sends_each_calls_own_token_and_no_other() {
+    let server = FhirServer::start(server_routes()).await;
+    let config = server.config();
+    assert!(config.clients.is_empty());
+    let with_token = |token: Option<&str>| {
+        let mut body = with_server(support::patient_view("p1", json!({})), &server.base());
+        match token {
+            Some(t) => body["fhirAuthorization"]["access_token"] = json!(t),
+            None => {
+                body.as_object_mut()
+                    .expect("object")
+                    .remove("fhirAuthorization");
+            }
+        }
+        support::request(&body)
+    };
+    let mut seen_per_call = Vec::new();
+    for token in [Some("token-of-call-one"), Some("token-of-call-two"), None] {
+        let before = server.seen().len();
+        resolve(&with_token(token), &support::plan(), &config, Some(now()))
+            .await
+            .expect("resolved");
+        let sent: Vec<Option<String>> = server.seen()[before..]
+            .iter()
+            .map(|s| s.authorization.clone())
+            .collect();
+        assert_eq!(sent.len(), 8, "{sent:?}");
+        seen_per_call.push(sent);
+    }
+    let bearer = |t: &str| Some(format!("Bearer {t}"));
+    assert!(
+        seen_per_call[0]
+            .iter()
+            .all(|a| *a == bearer("token-of-call-one"))
+    );
+    assert!(
+        seen_per_call[1]
+            .iter()
+            .all(|a| *a == bearer("token-of-call-two"))
+    );
+    assert!(
+        seen_per_call[2].iter().all(Option::is_none),
+        "{:?}",
+        seen_per_call[2]
+    );
+    assert_eq!(config.clients.len(), 1, "one client for the one server");
+}
+
 #[tokio::test]
 async fn absent_keys_are_fetched_with_the_token_and_the_date_window() {
     let server = FhirServer::start(server_routes()).await;

@@ -16,7 +16,7 @@ use lrt_engine::testing::shipped_version_dir;
 use lrt_hooks::cards::templates::CardText;
 use lrt_hooks::model::HookRequest;
 use lrt_hooks::orders::OrderCodes;
-use lrt_hooks::prefetch::{AllowList, PrefetchConfig, PrefetchPlan};
+use lrt_hooks::prefetch::{AllowList, FhirClients, PrefetchConfig, PrefetchPlan};
 use serde_json::{Value, json};
 
 pub const HOOK_INSTANCE: &str = "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea";
@@ -238,6 +238,7 @@ pub fn fast_config() -> PrefetchConfig {
             ..lrt_fhir::ClientConfig::default()
         },
         key_timeout: Duration::from_millis(800),
+        clients: FhirClients::default(),
     }
 }
 

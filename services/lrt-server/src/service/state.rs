@@ -8,7 +8,7 @@ use lrt_engine::ruleset::index::RulesRoot;
 use lrt_fhir::ClientConfig;
 use lrt_hooks::cards::templates::CardText;
 use lrt_hooks::orders::OrderCodes;
-use lrt_hooks::prefetch::{AllowList, PrefetchConfig, PrefetchPlan};
+use lrt_hooks::prefetch::{AllowList, FhirClients, PrefetchConfig, PrefetchPlan};
 use metrics_exporter_prometheus::PrometheusHandle;
 use secrecy::SecretString;
 use sqlx::PgPool;
@@ -209,6 +209,7 @@ impl AppState {
                 ..ClientConfig::default()
             },
             key_timeout: config.limits.fhir_timeout() + config.limits.fhir_timeout() / 2,
+            clients: FhirClients::default(),
         };
         let order_codes =
             OrderCodes::for_rules(&rules).map_err(|e| invalid(format!("order codes: {}", e.0)))?;
