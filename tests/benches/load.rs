@@ -18,7 +18,8 @@
 //! Then the same requests **without prefetch**, one at a time (three rounds of the 69): the
 //! service searches the FHIR server itself, through a timing proxy in front of it that records
 //! when the FHIR server was busy answering. Printed: the whole call, the FHIR server's busy time
-//! in it, and the service's own time over the FHIR server's (issue 9's bar: under 2 ms).
+//! in it, and the service's own time over the FHIR server's (issue 9's bar: under 2 ms), of which
+//! the proxy's own forwarding (it is counted against the service, so the figure errs high).
 
 use std::io::Write;
 use std::process::Command;
@@ -269,6 +270,7 @@ async fn without_prefetch(
     let mut whole = Vec::new();
     let mut fhir_busy = Vec::new();
     let mut own = Vec::new();
+    let mut forwarding = Vec::new();
     let mut searches = 0;
     for round in 0..ROUNDS {
         for (i, body) in bodies.iter().enumerate() {
@@ -293,7 +295,9 @@ async fn without_prefetch(
             assert!(status.is_success(), "{hook_instance}: {status}");
             let spans = std::mem::take(&mut *proxy.busy.lock().unwrap());
             searches += spans.len();
-            let busy = union(spans);
+            let busy = union(spans.iter().map(|s| (s.sent, s.read)).collect());
+            let handled = union(spans.iter().map(|s| (s.entered, s.left)).collect());
+            forwarding.push(ms(handled.saturating_sub(busy)));
             let latency_ms: f64 = sqlx::query_scalar(
                 "SELECT latency_ms FROM evaluation WHERE hook_instance = $1 AND role = 'active'",
             )
@@ -311,7 +315,8 @@ async fn without_prefetch(
         "without prefetch, 1 connection, {n} calls one at a time ({per:.1} FHIR searches per call, through a timing proxy):\n  \
          whole call p50 {:.2} ms, p99 {:.2}; the FHIR server busy p50 {:.2} ms, p99 {:.2}\n  \
          the service's own time over the FHIR server's: before storing p50 {:.2} ms, p99 {:.2} (issue 9's bar: < 2 ms); \
-         the whole call, storing included, p50 {:.2} ms, p99 {:.2}",
+         the whole call, storing included, p50 {:.2} ms, p99 {:.2}\n  \
+         of the service's time, the timing proxy's own forwarding (counted against the service): p50 {:.2} ms, p99 {:.2}",
         quantile(&whole, 0.5),
         quantile(&whole, 0.99),
         quantile(&fhir_busy, 0.5),
@@ -320,6 +325,8 @@ async fn without_prefetch(
         quantile(&own, 0.99),
         quantile(&over, 0.5),
         quantile(&over, 0.99),
+        quantile(&forwarding, 0.5),
+        quantile(&forwarding, 0.99),
         n = whole.len(),
         per = searches as f64 / whole.len() as f64,
     )
@@ -361,7 +368,16 @@ fn quantile(values: &[f64], q: f64) -> f64 {
 /// so paged searches go through it too.
 struct TimingProxy {
     base: String,
-    busy: Arc<Mutex<Vec<(Instant, Instant)>>>,
+    busy: Arc<Mutex<Vec<Forwarded>>>,
+}
+
+/// The times of one forwarded request: the proxy received it, sent it to the FHIR server, had
+/// read the whole answer, and handed its answer back (before it is written to the socket).
+struct Forwarded {
+    entered: Instant,
+    sent: Instant,
+    read: Instant,
+    left: Instant,
 }
 
 impl TimingProxy {
@@ -378,17 +394,13 @@ impl TimingProxy {
     }
 }
 
-type ProxyState = Arc<(
-    String,
-    String,
-    Arc<Mutex<Vec<(Instant, Instant)>>>,
-    reqwest::Client,
-)>;
+type ProxyState = Arc<(String, String, Arc<Mutex<Vec<Forwarded>>>, reqwest::Client)>;
 
 async fn forward(
     axum::extract::State(state): axum::extract::State<ProxyState>,
     request: axum::extract::Request,
 ) -> axum::response::Response {
+    let entered = Instant::now();
     let (upstream, base, busy, http) = &*state;
     let path = request
         .uri()
@@ -406,13 +418,19 @@ async fn forward(
     let status = res.status().as_u16();
     let content_type = res.headers().get("content-type").cloned();
     let body = res.text().await.unwrap();
-    busy.lock().unwrap().push((sent, Instant::now()));
+    let read = Instant::now();
     let mut answer =
         axum::response::Response::new(axum::body::Body::from(body.replace(upstream, base)));
     *answer.status_mut() = axum::http::StatusCode::from_u16(status).unwrap();
     if let Some(ct) = content_type {
         answer.headers_mut().insert("content-type", ct);
     }
+    busy.lock().unwrap().push(Forwarded {
+        entered,
+        sent,
+        read,
+        left: Instant::now(),
+    });
     answer
 }
 
