@@ -530,7 +530,7 @@ impl FhirClient {
     async fn get(&self, url: Url) -> Result<Payload, FhirError> {
         let request = format!("GET {url}");
         let body = self.send(Method::GET, url, None).await?;
-        crate::cpu_bound(|| parse(&body)).map_err(|source| FhirError::Payload {
+        crate::cpu_bound_sized(body.len(), || parse(&body)).map_err(|source| FhirError::Payload {
             url: request,
             source,
         })

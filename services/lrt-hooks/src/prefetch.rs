@@ -585,7 +585,7 @@ pub async fn resolve(
                 None
             }
             Some(v) if !v.starts_with('{') => Some("not a FHIR resource".into()),
-            Some(v) => match lrt_fhir::cpu_bound(|| lrt_fhir::parse(v)) {
+            Some(v) => match lrt_fhir::cpu_bound_sized(v.len(), || lrt_fhir::parse(v)) {
                 Err(_) => Some("not a readable FHIR resource".into()),
                 Ok(p) if p.outcome.is_some() && p.resources.is_empty() => {
                     Some("an OperationOutcome".into())

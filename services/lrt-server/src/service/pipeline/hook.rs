@@ -49,7 +49,7 @@ impl ValidCall {
                 "the request body must be application/json".into(),
             ));
         }
-        let request = lrt_fhir::cpu_bound(|| HookRequest::from_slice(body))?;
+        let request = lrt_fhir::cpu_bound_sized(body.len(), || HookRequest::from_slice(body))?;
         facts.hook = request.hook.clone();
         facts.hook_instance = request.hook_instance.clone();
         request.validate(service)?;
