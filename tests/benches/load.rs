@@ -280,7 +280,7 @@ async fn without_prefetch(
             body["fhirServer"] = json!(proxy.base);
             body.as_object_mut().unwrap().remove("prefetch");
             let token = client.token(audience);
-            proxy.busy.lock().unwrap().clear();
+            proxy.forwarded.lock().unwrap().clear();
             let started = Instant::now();
             let res = http
                 .post(audience)
@@ -293,7 +293,7 @@ async fn without_prefetch(
             res.bytes().await.unwrap();
             let took = started.elapsed();
             assert!(status.is_success(), "{hook_instance}: {status}");
-            let spans = std::mem::take(&mut *proxy.busy.lock().unwrap());
+            let spans = std::mem::take(&mut *proxy.forwarded.lock().unwrap());
             searches += spans.len();
             let busy = union(spans.iter().map(|s| (s.sent, s.read)).collect());
             let handled = union(spans.iter().map(|s| (s.entered, s.left)).collect());
@@ -368,7 +368,7 @@ fn quantile(values: &[f64], q: f64) -> f64 {
 /// so paged searches go through it too.
 struct TimingProxy {
     base: String,
-    busy: Arc<Mutex<Vec<Forwarded>>>,
+    forwarded: Arc<Mutex<Vec<Forwarded>>>,
 }
 
 /// The times of one forwarded request: the proxy received it, sent it to the FHIR server, had
@@ -384,13 +384,18 @@ impl TimingProxy {
     async fn start(upstream: String) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let busy = Arc::new(Mutex::new(Vec::new()));
-        let state = (upstream, base.clone(), busy.clone(), reqwest::Client::new());
+        let forwarded = Arc::new(Mutex::new(Vec::new()));
+        let state = (
+            upstream,
+            base.clone(),
+            forwarded.clone(),
+            reqwest::Client::new(),
+        );
         let app = axum::Router::new()
             .fallback(forward)
             .with_state(Arc::new(state));
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        TimingProxy { base, busy }
+        TimingProxy { base, forwarded }
     }
 }
 
@@ -401,20 +406,20 @@ async fn forward(
     request: axum::extract::Request,
 ) -> axum::response::Response {
     let entered = Instant::now();
-    let (upstream, base, busy, http) = &*state;
+    let (upstream, base, forwarded, http) = &*state;
     let path = request
         .uri()
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_string();
-    let mut forwarded = http.get(format!("{upstream}{path}"));
+    let mut onward = http.get(format!("{upstream}{path}"));
     for name in ["accept", "authorization"] {
         if let Some(v) = request.headers().get(name) {
-            forwarded = forwarded.header(name, v.as_bytes());
+            onward = onward.header(name, v.as_bytes());
         }
     }
     let sent = Instant::now();
-    let res = forwarded.send().await.unwrap();
+    let res = onward.send().await.unwrap();
     let status = res.status().as_u16();
     let content_type = res.headers().get("content-type").cloned();
     let body = res.text().await.unwrap();
@@ -425,7 +430,7 @@ async fn forward(
     if let Some(ct) = content_type {
         answer.headers_mut().insert("content-type", ct);
     }
-    busy.lock().unwrap().push(Forwarded {
+    forwarded.lock().unwrap().push(Forwarded {
         entered,
         sent,
         read,

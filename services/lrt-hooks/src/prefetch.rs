@@ -24,7 +24,7 @@
 //! * [`KeySource`] records where each key's data came from, for the evaluation record. Its
 //!   reasons and URLs hold no query values, no patient id and no token.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -138,14 +138,8 @@ pub struct PrefetchConfig {
 /// oldest is dropped.
 #[derive(Clone, Default)]
 pub struct FhirClients {
-    kept: Arc<Mutex<KeptClients>>,
-}
-
-#[derive(Default)]
-struct KeptClients {
-    by_base: HashMap<Url, FhirClient>,
-    /// Bases in the order they were first kept (the oldest is dropped first).
-    order: std::collections::VecDeque<Url>,
+    /// The kept clients by base URL, the oldest first (at most 32: a scan beats a map).
+    kept: Arc<Mutex<Vec<(Url, FhirClient)>>>,
 }
 
 impl FhirClients {
@@ -160,43 +154,39 @@ impl FhirClients {
         config: ClientConfig,
         token: Option<secrecy::SecretString>,
     ) -> Result<FhirClient, FhirError> {
-        let lock = || self.kept.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(client) = lock().by_base.get(base) {
-            return Ok(client.with_bearer_token(token));
+        let kept_for = |kept: &[(Url, FhirClient)]| {
+            kept.iter()
+                .find(|(b, _)| b == base)
+                .map(|(_, c)| c.with_bearer_token(token.clone()))
+        };
+        if let Some(client) = kept_for(&self.lock()) {
+            return Ok(client);
         }
         // Built outside the lock: calls to other servers do not wait for it.
         let built = FhirClient::new(base.as_str(), None, config)?;
-        let mut kept = lock();
-        let kept = &mut *kept;
-        let client = match kept.by_base.get(base) {
-            Some(raced) => raced.clone(),
-            None => {
-                while kept.by_base.len() >= Self::MAX_SERVERS {
-                    let Some(oldest) = kept.order.pop_front() else {
-                        break;
-                    };
-                    kept.by_base.remove(&oldest);
-                }
-                kept.order.push_back(base.clone());
-                kept.by_base.insert(base.clone(), built.clone());
-                built
-            }
-        };
-        Ok(client.with_bearer_token(token))
+        let mut kept = self.lock();
+        if let Some(raced) = kept_for(&kept) {
+            return Ok(raced);
+        }
+        if kept.len() >= Self::MAX_SERVERS {
+            kept.remove(0);
+        }
+        kept.push((base.clone(), built.clone()));
+        Ok(built.with_bearer_token(token))
     }
 
     /// How many servers' clients are kept.
     pub fn len(&self) -> usize {
-        self.kept
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .by_base
-            .len()
+        self.lock().len()
     }
 
     /// Whether no client is kept yet.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(Url, FhirClient)>> {
+        self.kept.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
