@@ -64,6 +64,14 @@ async fn setup() -> Setup {
 }
 
 impl Setup {
+    /// The one number a `SELECT count(*) ...` of the app's database answers.
+    async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sql)
+            .fetch_one(&self.app.pool)
+            .await
+            .unwrap()
+    }
+
     fn aud(&self, path: &str) -> String {
         self.app.url(path)
     }
@@ -1199,31 +1207,95 @@ async fn the_replay_store_down_is_503_not_401() {
     assert_eq!(body, Value::Null);
 }
 
+/// Issue 9: a call's `jti`, evaluation and `hook_call` row are one transaction, and the lookup of
+/// a stored `hookInstance` runs beside the prefetch. Calls racing with one token (each its own
+/// hookInstance) store once: one answers 200, the others 401, and nothing of theirs is kept.
+/// Calls racing with one hookInstance (each its own token) all get the same cards from one
+/// evaluation, and each keeps its row and its `jti`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_calls_with_one_token_store_once_and_with_one_hook_instance_share_the_cards() {
+    let s = setup().await;
+    let race = |calls: Vec<(Value, String)>| {
+        let http = s.app.http.clone();
+        let url = s.app.url(PV);
+        async move {
+            let mut set = tokio::task::JoinSet::new();
+            for (body, token) in calls {
+                let request = http
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .bearer_auth(token)
+                    .body(body.to_string());
+                set.spawn(async move {
+                    let res = request.send().await.expect("the service answers");
+                    let status = res.status();
+                    // A 401 has no body.
+                    let text = res.text().await.unwrap();
+                    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+                });
+            }
+            set.join_all().await
+        }
+    };
+
+    let token = s.client.token(&s.aud(PV));
+    let one_token = (0..6)
+        .map(|_| (mimic_request("mimic-10037975"), token.clone()))
+        .collect();
+    let answers = race(one_token).await;
+    let statuses: Vec<StatusCode> = answers.iter().map(|(status, _)| *status).collect();
+    let ok = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    assert_eq!((ok, refused), (1, 5), "{statuses:?}");
+    assert_eq!(
+        s.count("SELECT count(*) FROM evaluation WHERE role = 'active'")
+            .await,
+        1
+    );
+    assert_eq!(s.count("SELECT count(*) FROM hook_call").await, 1);
+    assert_eq!(s.count("SELECT count(*) FROM jwt_replay").await, 1);
+
+    let request = mimic_request("mimic-10037975");
+    let one_hook_instance = (0..6)
+        .map(|_| (request.clone(), s.client.token(&s.aud(PV))))
+        .collect();
+    let answers = race(one_hook_instance).await;
+    for (status, body) in &answers {
+        assert_eq!(*status, StatusCode::OK, "{body}");
+        assert_eq!(body["cards"], answers[0].1["cards"], "the same cards");
+    }
+    // With the first race's call: two evaluations, seven rows.
+    let evaluations = "SELECT count(*) FROM evaluation WHERE role = 'active'";
+    assert_eq!(s.count(evaluations).await, 2, "one evaluation");
+    let rows = "SELECT count(*) FROM hook_call WHERE status = 200";
+    assert_eq!(s.count(rows).await, 7, "a row per call");
+    assert_eq!(
+        s.count("SELECT count(*) FROM jwt_replay").await,
+        7,
+        "a jti per call"
+    );
+}
+
 /// Issue 9: one commit per call. A call's token `jti`, its evaluations and its `hook_call` row
 /// are written together; a replayed `jti` answers 401 and stores nothing, whether it comes with
 /// a new `hookInstance`, the same one, or a body that would be refused (400).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_commits_its_jti_evaluations_and_row_together_and_a_replay_stores_nothing() {
     let s = setup().await;
-    let count = |sql: &'static str| {
-        let pool = s.app.pool.clone();
-        async move {
-            sqlx::query_scalar::<_, i64>(sql)
-                .fetch_one(&pool)
-                .await
-                .unwrap()
-        }
-    };
     let request = mimic_request("mimic-10037975");
     let token = s.client.token(&s.aud(PV));
     let (status, _) = s.post_with(PV, &request, Some(&token)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
-        count("SELECT count(*) FROM evaluation WHERE role = 'active'").await,
+        s.count("SELECT count(*) FROM evaluation WHERE role = 'active'")
+            .await,
         1
     );
-    assert_eq!(count("SELECT count(*) FROM hook_call").await, 1);
-    assert_eq!(count("SELECT count(*) FROM jwt_replay").await, 1);
+    assert_eq!(s.count("SELECT count(*) FROM hook_call").await, 1);
+    assert_eq!(s.count("SELECT count(*) FROM jwt_replay").await, 1);
     let (id, row_evaluation): (uuid::Uuid, Option<uuid::Uuid>) = sqlx::query_as(
         "SELECT e.id, c.evaluation_id FROM evaluation e, hook_call c WHERE e.role = 'active'",
     )
@@ -1242,11 +1314,12 @@ async fn a_call_commits_its_jti_evaluations_and_row_together_and_a_replay_stores
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
     }
     assert_eq!(
-        count("SELECT count(*) FROM evaluation WHERE role = 'active'").await,
+        s.count("SELECT count(*) FROM evaluation WHERE role = 'active'")
+            .await,
         1
     );
     assert_eq!(
-        count("SELECT count(*) FROM hook_call").await,
+        s.count("SELECT count(*) FROM hook_call").await,
         1,
         "401s are not written"
     );
@@ -1260,7 +1333,9 @@ async fn a_call_commits_its_jti_evaluations_and_row_together_and_a_replay_stores
     assert_eq!(status, StatusCode::UNAUTHORIZED, "a jti spent on a 400");
     let mut rows = 0;
     for _ in 0..50 {
-        rows = count("SELECT count(*) FROM hook_call WHERE status = 400").await;
+        rows = s
+            .count("SELECT count(*) FROM hook_call WHERE status = 400")
+            .await;
         if rows == 1 {
             break;
         }
@@ -1273,11 +1348,13 @@ async fn a_call_commits_its_jti_evaluations_and_row_together_and_a_replay_stores
     let (status, _) = s.post(PV, &request).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
-        count("SELECT count(*) FROM evaluation WHERE role = 'active'").await,
+        s.count("SELECT count(*) FROM evaluation WHERE role = 'active'")
+            .await,
         1
     );
     assert_eq!(
-        count("SELECT count(*) FROM hook_call WHERE status = 200").await,
+        s.count("SELECT count(*) FROM hook_call WHERE status = 200")
+            .await,
         2
     );
 }

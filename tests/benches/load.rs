@@ -13,7 +13,9 @@
 //!
 //! Printed: requests/s, p50 and p99 latency for each level, and the rows stored; and the
 //! ceiling: `GET /health/live` of the same process under the same wrk settings, with the hook
-//! call's throughput as a fraction of it (issue 9).
+//! call's throughput as a fraction of it (issue 9). And where each level's CPU went, per call:
+//! this process (the service runs in it; the FHIR server and the proxy are idle then), every
+//! PostgreSQL process of the machine, and wrk, read from `/proc` before and after the run.
 //!
 //! Then the same requests **without prefetch**, one at a time (three rounds of the 69): the
 //! service searches the FHIR server itself, through a timing proxy in front of it that records
@@ -143,6 +145,7 @@ async fn run() {
             .await
             .unwrap();
         let threads = connections.min(2);
+        let cpu_before = Cpu::now();
         let out = tokio::task::spawn_blocking({
             let url = audience.clone();
             let script = script.path().to_path_buf();
@@ -166,6 +169,7 @@ async fn run() {
         })
         .await
         .unwrap();
+        let cpu = Cpu::now().since(&cpu_before);
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         // The ceiling: the same wrk settings against the same process's cheapest route.
         let ceiling = tokio::task::spawn_blocking({
@@ -193,6 +197,21 @@ async fn run() {
             .unwrap();
         eprintln!("--- {connections} connection(s) ---\n{text}");
         let rate = |t: &str| field(t, "Requests/sec:").parse::<f64>().unwrap_or(f64::NAN);
+        // wrk's "4403 requests in 10.06s, ..." line.
+        let calls = text
+            .lines()
+            .find_map(|l| l.trim().split_once(" requests in"))
+            .and_then(|(n, _)| n.parse::<f64>().ok())
+            .unwrap_or(f64::NAN);
+        report.push(format!(
+            "{connections:>2} connection(s), CPU per call: this process (the service) {:.2} ms, \
+             PostgreSQL {:.2} ms, wrk {:.2} ms; {:.0} % of the machine's {} cores busy in them",
+            1000.0 * cpu.service / calls,
+            1000.0 * cpu.postgres / calls,
+            1000.0 * cpu.wrk / calls,
+            100.0 * (cpu.service + cpu.postgres + cpu.wrk) / (cpu.wall * cpu.cores),
+            cpu.cores,
+        ));
         report.push(format!(
             "{connections:>2} connection(s): {} req/s, p50 {}, p99 {}; {} evaluations stored; {} non-200 answers so far; \
              ceiling (GET /health/live, same wrk settings) {} req/s, p99 {}: the hook call is {:.1} % of it",
@@ -330,6 +349,78 @@ async fn without_prefetch(
         n = whole.len(),
         per = searches as f64 / whole.len() as f64,
     )
+}
+
+/// CPU seconds used so far by this process (the service runs in it), by every PostgreSQL
+/// process of the machine, and by this process's finished children (wrk), from `/proc`.
+struct Cpu {
+    at: Instant,
+    service: f64,
+    postgres: f64,
+    children: f64,
+}
+
+/// What each used between two [`Cpu`] readings, over `wall` seconds on `cores` cores.
+struct CpuUsed {
+    wall: f64,
+    cores: f64,
+    service: f64,
+    postgres: f64,
+    wrk: f64,
+}
+
+impl Cpu {
+    fn now() -> Cpu {
+        let ticks = clock_ticks();
+        let (service, children) = stat_times(&std::fs::read_to_string("/proc/self/stat").unwrap());
+        let mut postgres = 0.0;
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            if stat.contains("(postgres)") {
+                postgres += stat_times(&stat).0;
+            }
+        }
+        Cpu {
+            at: Instant::now(),
+            service: service / ticks,
+            postgres: postgres / ticks,
+            children: children / ticks,
+        }
+    }
+
+    fn since(&self, before: &Cpu) -> CpuUsed {
+        CpuUsed {
+            wall: (self.at - before.at).as_secs_f64(),
+            cores: std::thread::available_parallelism().map_or(f64::NAN, |n| n.get() as f64),
+            service: self.service - before.service,
+            postgres: self.postgres - before.postgres,
+            wrk: self.children - before.children,
+        }
+    }
+}
+
+/// A process's own CPU (user + system) and its waited-for children's, in clock ticks, from the
+/// text of its `/proc/<pid>/stat` (fields 14 to 17; the name in field 2 may hold spaces).
+fn stat_times(stat: &str) -> (f64, f64) {
+    let fields: Vec<f64> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| {
+            rest.split_whitespace()
+                .map(|f| f.parse().unwrap_or(0.0))
+                .collect()
+        })
+        .unwrap_or_default();
+    let at = |i: usize| fields.get(i - 3).copied().unwrap_or(0.0);
+    (at(14) + at(15), at(16) + at(17))
+}
+
+/// The kernel's clock ticks per second (`getconf CLK_TCK`), the unit of `/proc/<pid>/stat`.
+fn clock_ticks() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        let out = Command::new("getconf").arg("CLK_TCK").output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    })
 }
 
 fn ms(d: Duration) -> f64 {

@@ -102,21 +102,29 @@ pub async fn run(
         patient,
     } = call;
     let hook_instance_text = hook_instance.hyphenated().to_string();
-    // A retried call gets the stored answer; a reused hookInstance for another call is a conflict.
-    if let Some(stored) = store::find_call(&state.pool, &hook_instance_text).await? {
-        facts.evaluation_id = Some(stored.id);
-        let caller = Caller {
-            client: client.as_ref(),
-            jti,
-        };
-        return answer_stored(state, stored, service, &request, &patient, caller, started).await;
-    }
     let call_time = Utc::now();
     let window_end = match state.config.evaluation_time {
         EvaluationTime::Call => Some(call_time),
         EvaluationTime::NewestBloodGas => None,
     };
-    let resolved = resolve_prefetch(state, service, &request, window_end).await?;
+    // A retried call gets the stored answer; a reused hookInstance for another call is a conflict.
+    // The lookup and the prefetch run together, so the database's round trip is not added to
+    // the reading of the prefetch or to the FHIR searches (issue 9); a stored call drops the
+    // prefetch unfinished (its searches are cancelled) and its outcome, whatever it was.
+    let lookup = store::find_call(&state.pool, &hook_instance_text);
+    let prefetch = resolve_prefetch(state, service, &request, window_end);
+    let resolved = match stored_or_resolved(lookup, prefetch).await? {
+        Found::Resolved(resolved) => resolved,
+        Found::Stored(stored) => {
+            facts.evaluation_id = Some(stored.id);
+            let caller = Caller {
+                client: client.as_ref(),
+                jti,
+            };
+            return answer_stored(state, stored, service, &request, &patient, caller, started)
+                .await;
+        }
+    };
     let sources = serde_json::to_value(&resolved.sources).map_err(ApiError::internal)?;
     let meta = Call {
         hook_instance: hook_instance_text,
@@ -148,6 +156,38 @@ pub async fn run(
             };
             answer_stored(state, stored, service, &request, &patient, caller, started).await
         }
+    }
+}
+
+/// What a call finds: the stored evaluation of its `hookInstance`, or else its prefetch
+/// resolved.
+enum Found<T> {
+    Stored(StoredCall),
+    Resolved(T),
+}
+
+/// Runs the stored-call `lookup` and the `prefetch` together (the lookup polled first, so its
+/// query is on the wire while the prefetch is read) and answers by the lookup: a stored call
+/// wins over whatever the prefetch gave or would give (it is dropped, unfinished or not, and
+/// its error ignored); else the prefetch's outcome. A database error answers at once.
+async fn stored_or_resolved<T>(
+    lookup: impl Future<Output = Result<Option<StoredCall>, sqlx::Error>>,
+    prefetch: impl Future<Output = Result<T, ApiError>>,
+) -> Result<Found<T>, ApiError> {
+    let mut lookup = std::pin::pin!(lookup);
+    let mut prefetch = std::pin::pin!(prefetch);
+    let mut resolved = None;
+    let stored = loop {
+        tokio::select! {
+            biased;
+            stored = &mut lookup => break stored?,
+            r = &mut prefetch, if resolved.is_none() => resolved = Some(r),
+        }
+    };
+    match (stored, resolved) {
+        (Some(stored), _) => Ok(Found::Stored(stored)),
+        (None, Some(resolved)) => resolved.map(Found::Resolved),
+        (None, None) => prefetch.await.map(Found::Resolved),
     }
 }
 
@@ -254,4 +294,66 @@ fn cards(
         response,
         card_uuids,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::pending;
+    use std::time::Duration;
+
+    fn stored() -> StoredCall {
+        StoredCall {
+            id: Uuid::nil(),
+            service_id: "lrt-patient-view".into(),
+            hook: "patient-view".into(),
+            patient_id: "p1".into(),
+            response: serde_json::json!({"cards": []}),
+        }
+    }
+
+    async fn later<T>(value: T) -> T {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        value
+    }
+
+    fn unavailable() -> ApiError {
+        ApiError::PreconditionFailed("required data unavailable".into())
+    }
+
+    #[tokio::test]
+    async fn a_stored_call_wins_over_the_prefetch_finished_failed_or_pending() {
+        let found = stored_or_resolved(later(Ok(Some(stored()))), async { Ok(1) }).await;
+        assert!(matches!(found, Ok(Found::Stored(_))));
+        let found = stored_or_resolved(later(Ok(Some(stored()))), async {
+            Err::<u8, _>(unavailable())
+        })
+        .await;
+        assert!(matches!(found, Ok(Found::Stored(_))));
+        // A prefetch that never ends is dropped, not awaited.
+        let found = stored_or_resolved(async { Ok(Some(stored())) }, pending::<Result<u8, _>>());
+        let found = tokio::time::timeout(Duration::from_secs(5), found).await;
+        assert!(matches!(found, Ok(Ok(Found::Stored(_)))));
+    }
+
+    #[tokio::test]
+    async fn without_a_stored_call_the_prefetch_answers_whichever_ends_first() {
+        let found = stored_or_resolved(async { Ok(None) }, later(Ok(7))).await;
+        assert!(matches!(found, Ok(Found::Resolved(7))));
+        let found = stored_or_resolved(later(Ok(None)), async { Ok(7) }).await;
+        assert!(matches!(found, Ok(Found::Resolved(7))));
+        let found =
+            stored_or_resolved(later(Ok(None)), async { Err::<u8, _>(unavailable()) }).await;
+        assert!(matches!(found, Err(ApiError::PreconditionFailed(_))));
+    }
+
+    #[tokio::test]
+    async fn a_database_error_answers_at_once() {
+        let found = stored_or_resolved(
+            async { Err(sqlx::Error::PoolTimedOut) },
+            pending::<Result<u8, _>>(),
+        );
+        let found = tokio::time::timeout(Duration::from_secs(5), found).await;
+        assert!(matches!(found, Ok(Err(ApiError::Unavailable(_)))));
+    }
 }
