@@ -1214,28 +1214,14 @@ async fn the_replay_store_down_is_503_not_401() {
 /// evaluation, and each keeps its row and its `jti`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_calls_with_one_token_store_once_and_with_one_hook_instance_share_the_cards() {
-    let s = setup().await;
+    let s = std::sync::Arc::new(setup().await);
     let race = |calls: Vec<(Value, String)>| {
-        let http = s.app.http.clone();
-        let url = s.app.url(PV);
-        async move {
-            let mut set = tokio::task::JoinSet::new();
-            for (body, token) in calls {
-                let request = http
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .bearer_auth(token)
-                    .body(body.to_string());
-                set.spawn(async move {
-                    let res = request.send().await.expect("the service answers");
-                    let status = res.status();
-                    // A 401 has no body.
-                    let text = res.text().await.unwrap();
-                    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-                });
-            }
-            set.join_all().await
+        let mut set = tokio::task::JoinSet::new();
+        for (body, token) in calls {
+            let s = s.clone();
+            set.spawn(async move { s.post_with(PV, &body, Some(&token)).await });
         }
+        set.join_all()
     };
 
     let token = s.client.token(&s.aud(PV));
@@ -1269,7 +1255,11 @@ async fn racing_calls_with_one_token_store_once_and_with_one_hook_instance_share
     }
     // With the first race's call: two evaluations, seven rows.
     let evaluations = "SELECT count(*) FROM evaluation WHERE role = 'active'";
-    assert_eq!(s.count(evaluations).await, 2, "one evaluation");
+    assert_eq!(
+        s.count(evaluations).await,
+        2,
+        "one for the raced hookInstance"
+    );
     let rows = "SELECT count(*) FROM hook_call WHERE status = 200";
     assert_eq!(s.count(rows).await, 7, "a row per call");
     assert_eq!(
