@@ -15,7 +15,9 @@
 //! ceiling: `GET /health/live` of the same process under the same wrk settings, with the hook
 //! call's throughput as a fraction of it (issue 9). And where each level's CPU went, per call:
 //! this process (the service runs in it; the FHIR server and the proxy are idle then), every
-//! PostgreSQL process of the machine, and wrk, read from `/proc` before and after the run.
+//! PostgreSQL process of the machine, and wrk, read from `/proc` before and after the run, in
+//! user space and in the kernel. And the WAL each call wrote (bytes, records, full-page images),
+//! and what each stored evaluation's JSON columns weigh, as text and as stored.
 //!
 //! Then the same requests **without prefetch**, one at a time (three rounds of the 69): the
 //! service searches the FHIR server itself, through a timing proxy in front of it that records
@@ -145,6 +147,7 @@ async fn run() {
             .await
             .unwrap();
         let threads = connections.min(2);
+        let wal_before = Wal::now(&app.pool).await;
         let cpu_before = Cpu::now();
         let out = tokio::task::spawn_blocking({
             let url = audience.clone();
@@ -191,6 +194,9 @@ async fn run() {
             .fetch_one(&app.pool)
             .await
             .unwrap();
+        // After the ceiling's run, which writes nothing: the statistics of the load's last
+        // transactions have been reported by then.
+        let wal = Wal::now(&app.pool).await.since(&wal_before);
         let non_200: i64 = sqlx::query_scalar("SELECT count(*) FROM hook_call WHERE status <> 200")
             .fetch_one(&app.pool)
             .await
@@ -203,14 +209,26 @@ async fn run() {
             .find_map(|l| l.trim().split_once(" requests in"))
             .and_then(|(n, _)| n.parse::<f64>().ok())
             .unwrap_or(f64::NAN);
+        let per_call = |t: f64| 1000.0 * t / calls;
         report.push(format!(
-            "{connections:>2} connection(s), CPU per call: this process (the service) {:.2} ms, \
-             PostgreSQL {:.2} ms, wrk {:.2} ms; {:.0} % of the machine's {} cores busy in them",
-            1000.0 * cpu.service / calls,
-            1000.0 * cpu.postgres / calls,
-            1000.0 * cpu.wrk / calls,
-            100.0 * (cpu.service + cpu.postgres + cpu.wrk) / (cpu.wall * cpu.cores),
+            "{connections:>2} connection(s), CPU per call: this process (the service) {:.2} ms \
+             (user {:.2}, system {:.2}), PostgreSQL {:.2} ms (user {:.2}, system {:.2}), wrk {:.2} ms; \
+             {:.0} % of the machine's {} cores busy in them",
+            per_call(cpu.service.total()),
+            per_call(cpu.service.user),
+            per_call(cpu.service.system),
+            per_call(cpu.postgres.total()),
+            per_call(cpu.postgres.user),
+            per_call(cpu.postgres.system),
+            per_call(cpu.wrk),
+            100.0 * (cpu.service.total() + cpu.postgres.total() + cpu.wrk) / (cpu.wall * cpu.cores),
             cpu.cores,
+        ));
+        report.push(format!(
+            "{connections:>2} connection(s), WAL per call: {:.1} KB in {:.1} records, {:.2} full-page images",
+            wal.bytes / calls / 1000.0,
+            wal.records / calls,
+            wal.full_page_images / calls,
         ));
         report.push(format!(
             "{connections:>2} connection(s): {} req/s, p50 {}, p99 {}; {} evaluations stored; {} non-200 answers so far; \
@@ -226,6 +244,34 @@ async fn run() {
         ));
     }
     let without_prefetch = without_prefetch(&app, &client, &audience, &bodies, &proxy).await;
+    // What one stored evaluation weighs: each JSON column as text and as stored (compressed,
+    // TOAST pointers included).
+    let sizes: Vec<(String, i64, Vec<f64>)> = sqlx::query_as(
+        "SELECT role, count(*), ARRAY[ \
+           avg(octet_length(snapshot::text)), avg(pg_column_size(snapshot)), \
+           avg(octet_length(assessment::text)), avg(pg_column_size(assessment)), \
+           avg(octet_length(response::text)), avg(pg_column_size(response)), \
+           avg(octet_length(prefetch_sources::text)), avg(pg_column_size(prefetch_sources))]::float8[] \
+         FROM evaluation GROUP BY role ORDER BY role",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    println!("what each stored evaluation's JSON weighs, mean KB as text / as stored:");
+    for (role, n, s) in sizes {
+        println!(
+            "  {role:<6} ({n} rows): snapshot {:.1} / {:.1}, assessment {:.1} / {:.1}, \
+             response {:.1} / {:.1}, prefetch_sources {:.2} / {:.2}",
+            s[0] / 1000.0,
+            s[1] / 1000.0,
+            s[2] / 1000.0,
+            s[3] / 1000.0,
+            s[4] / 1000.0,
+            s[5] / 1000.0,
+            s[6] / 1000.0,
+            s[7] / 1000.0,
+        );
+    }
     let sources: Vec<(String, Option<String>, i64)> = sqlx::query_as(
         "SELECT key, value->>'source', count(*) FROM evaluation, jsonb_each(prefetch_sources) \
          GROUP BY 1, 2 ORDER BY 1, 2",
@@ -355,17 +401,78 @@ async fn without_prefetch(
 /// process of the machine, and by this process's finished children (wrk), from `/proc`.
 struct Cpu {
     at: Instant,
-    service: f64,
-    postgres: f64,
+    service: Times,
+    postgres: Times,
     children: f64,
+}
+
+/// CPU seconds in user space and in the kernel (system calls, network, task switches).
+#[derive(Clone, Copy, Default)]
+struct Times {
+    user: f64,
+    system: f64,
+}
+
+impl Times {
+    fn total(self) -> f64 {
+        self.user + self.system
+    }
+
+    fn minus(self, before: Times) -> Times {
+        Times {
+            user: self.user - before.user,
+            system: self.system - before.system,
+        }
+    }
+
+    fn per_second(self, ticks: f64) -> Times {
+        Times {
+            user: self.user / ticks,
+            system: self.system / ticks,
+        }
+    }
+}
+
+/// The WAL the PostgreSQL server has written so far (all its databases: nothing else writes
+/// during the run): bytes, from the insert position, and records and full-page images, from
+/// `pg_stat_wal` (which backends report at the end of their transactions, within a second).
+struct Wal {
+    bytes: f64,
+    records: f64,
+    full_page_images: f64,
+}
+
+impl Wal {
+    async fn now(pool: &sqlx::PgPool) -> Wal {
+        let (bytes, records, full_page_images): (f64, f64, f64) = sqlx::query_as(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::float8, \
+               wal_records::float8, wal_fpi::float8 FROM pg_stat_wal",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        Wal {
+            bytes,
+            records,
+            full_page_images,
+        }
+    }
+
+    fn since(&self, before: &Wal) -> Wal {
+        Wal {
+            bytes: self.bytes - before.bytes,
+            records: self.records - before.records,
+            full_page_images: self.full_page_images - before.full_page_images,
+        }
+    }
 }
 
 /// What each used between two [`Cpu`] readings, over `wall` seconds on `cores` cores.
 struct CpuUsed {
     wall: f64,
     cores: f64,
-    service: f64,
-    postgres: f64,
+    service: Times,
+    postgres: Times,
     wrk: f64,
 }
 
@@ -373,17 +480,19 @@ impl Cpu {
     fn now() -> Cpu {
         let ticks = clock_ticks();
         let (service, children) = stat_times(&std::fs::read_to_string("/proc/self/stat").unwrap());
-        let mut postgres = 0.0;
+        let mut postgres = Times::default();
         for entry in std::fs::read_dir("/proc").unwrap().flatten() {
             let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
             if stat.contains("(postgres)") {
-                postgres += stat_times(&stat).0;
+                let own = stat_times(&stat).0;
+                postgres.user += own.user;
+                postgres.system += own.system;
             }
         }
         Cpu {
             at: Instant::now(),
-            service: service / ticks,
-            postgres: postgres / ticks,
+            service: service.per_second(ticks),
+            postgres: postgres.per_second(ticks),
             children: children / ticks,
         }
     }
@@ -392,16 +501,17 @@ impl Cpu {
         CpuUsed {
             wall: (self.at - before.at).as_secs_f64(),
             cores: std::thread::available_parallelism().map_or(f64::NAN, |n| n.get() as f64),
-            service: self.service - before.service,
-            postgres: self.postgres - before.postgres,
+            service: self.service.minus(before.service),
+            postgres: self.postgres.minus(before.postgres),
             wrk: self.children - before.children,
         }
     }
 }
 
-/// A process's own CPU (user + system) and its waited-for children's, in clock ticks, from the
-/// text of its `/proc/<pid>/stat` (fields 14 to 17; the name in field 2 may hold spaces).
-fn stat_times(stat: &str) -> (f64, f64) {
+/// A process's own CPU (user, system) and its waited-for children's (user + system), in clock
+/// ticks, from the text of its `/proc/<pid>/stat` (fields 14 to 17; the name in field 2 may
+/// hold spaces).
+fn stat_times(stat: &str) -> (Times, f64) {
     let fields: Vec<f64> = stat
         .rsplit_once(')')
         .map(|(_, rest)| {
@@ -411,7 +521,13 @@ fn stat_times(stat: &str) -> (f64, f64) {
         })
         .unwrap_or_default();
     let at = |i: usize| fields.get(i - 3).copied().unwrap_or(0.0);
-    (at(14) + at(15), at(16) + at(17))
+    (
+        Times {
+            user: at(14),
+            system: at(15),
+        },
+        at(16) + at(17),
+    )
 }
 
 /// The kernel's clock ticks per second (`getconf CLK_TCK`), the unit of `/proc/<pid>/stat`.
