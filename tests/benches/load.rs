@@ -16,8 +16,9 @@
 //! call's throughput as a fraction of it (issue 9). And where each level's CPU went, per call:
 //! this process (the service runs in it; the FHIR server and the proxy are idle then), every
 //! PostgreSQL process of the machine, and wrk, read from `/proc` before and after the run, in
-//! user space and in the kernel. And the WAL each call wrote (bytes, records, full-page images),
-//! and what each stored evaluation's JSON columns weigh, as text and as stored.
+//! user space and in the kernel. And the WAL each call wrote (bytes, records, full-page images), the
+//! transactions committed per call, and what each stored evaluation's JSON columns weigh, as text and
+//! as stored.
 //!
 //! Then the same requests **without prefetch**, one at a time (three rounds of the 69): the
 //! service searches the FHIR server itself, through a timing proxy in front of it that records
@@ -225,10 +226,12 @@ async fn run() {
             cpu.cores,
         ));
         report.push(format!(
-            "{connections:>2} connection(s), WAL per call: {:.1} KB in {:.1} records, {:.2} full-page images",
+            "{connections:>2} connection(s), WAL per call: {:.1} KB in {:.1} records, {:.2} full-page images; \
+             {:.2} transactions committed per call (all statements of the run, lookups included)",
             wal.bytes / calls / 1000.0,
             wal.records / calls,
             wal.full_page_images / calls,
+            wal.commits / calls,
         ));
         report.push(format!(
             "{connections:>2} connection(s): {} req/s, p50 {}, p99 {}; {} evaluations stored; {} non-200 answers so far; \
@@ -440,13 +443,17 @@ struct Wal {
     bytes: f64,
     records: f64,
     full_page_images: f64,
+    /// Transactions committed (all databases, `pg_stat_database`): with group commit, fewer
+    /// than one per call.
+    commits: f64,
 }
 
 impl Wal {
     async fn now(pool: &sqlx::PgPool) -> Wal {
-        let (bytes, records, full_page_images): (f64, f64, f64) = sqlx::query_as(
+        let (bytes, records, full_page_images, commits): (f64, f64, f64, f64) = sqlx::query_as(
             "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::float8, \
-               wal_records::float8, wal_fpi::float8 FROM pg_stat_wal",
+               wal_records::float8, wal_fpi::float8, \
+               (SELECT sum(xact_commit)::float8 FROM pg_stat_database) FROM pg_stat_wal",
         )
         .fetch_one(pool)
         .await
@@ -455,6 +462,7 @@ impl Wal {
             bytes,
             records,
             full_page_images,
+            commits,
         }
     }
 
@@ -463,6 +471,7 @@ impl Wal {
             bytes: self.bytes - before.bytes,
             records: self.records - before.records,
             full_page_images: self.full_page_images - before.full_page_images,
+            commits: self.commits - before.commits,
         }
     }
 }

@@ -74,7 +74,8 @@ impl FromRequestParts<AppState> for CdsClient {
 
 /// The verified CDS client of a CDS Hooks *call*, as an extractor: as [`CdsClient`], except
 /// that the token's `jti` is not recorded yet. The pipeline records it in the transaction that
-/// stores the call's evaluations (one commit per call, issue 9), or, when the call stores
+/// stores the call's evaluations (one commit per call, issue 9, shared with the calls that
+/// commit at the same time: `store::group`), or, when the call stores
 /// nothing, in one statement before answering; a `jti` already used then answers 401 and
 /// stores nothing.
 pub struct HookCaller {

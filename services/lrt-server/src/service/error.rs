@@ -119,6 +119,19 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
+/// A call's group commit: the database's error, or 500 if the writer stopped.
+impl From<super::store::group::GroupError> for ApiError {
+    fn from(e: super::store::group::GroupError) -> Self {
+        match e {
+            super::store::group::GroupError::Database(e) => e.into(),
+            super::store::group::GroupError::Unavailable(_) => {
+                ApiError::Unavailable("the database is unavailable".into())
+            }
+            stopped @ super::store::group::GroupError::WriterStopped => ApiError::internal(stopped),
+        }
+    }
+}
+
 /// A CDS Hooks request that does not fit its service: 400.
 impl From<lrt_hooks::model::RequestError> for ApiError {
     fn from(e: lrt_hooks::model::RequestError) -> Self {

@@ -135,6 +135,8 @@ impl App {
             let _ = stop.send(true);
         })
         .await;
+        // The commits of calls whose clients went away are finished before the process ends.
+        self.state.commits.flushed().await;
         if let Some(d) = dispatcher {
             let _ = d.await;
         }

@@ -20,6 +20,8 @@ use super::{StartError, store, telemetry};
 pub struct AppState {
     pub config: Arc<Config>,
     pub pool: PgPool,
+    /// Evaluations are committed through it, with the calls committing at the same time.
+    pub commits: store::group::GroupCommit,
     /// The active rule-set version: what clinicians see.
     pub rules: Arc<RuleSet>,
     /// The shadow version, evaluated and stored, never shown.
@@ -291,6 +293,8 @@ impl AppState {
             &rules.label(),
             shadow.as_ref().map(|s| s.label()).as_deref(),
         );
+        let commits =
+            store::group::GroupCommit::new(pool.clone(), pager.as_ref().map(|p| p.wake.clone()));
         Ok(AppState {
             discovery: Arc::new(lrt_hooks::services::discovery(&rules)),
             plan: Arc::new(PrefetchPlan::new(&rules)),
@@ -304,6 +308,7 @@ impl AppState {
             ehr,
             inbox_wake: Arc::new(tokio::sync::Notify::new()),
             config: Arc::new(config),
+            commits,
             pool,
             rules,
             shadow,

@@ -161,6 +161,15 @@ fn describe_metrics() {
         Unit::Seconds,
         "Time spent reading the EHR's FHIR server for data missing from the prefetch, by service"
     );
+    describe_histogram!(
+        "lrt_group_commit_calls",
+        Unit::Count,
+        "Calls stored by one group commit (one transaction for the calls that finished together)"
+    );
+    describe_counter!(
+        "lrt_group_commit_failed_total",
+        "Group commits that failed and whose calls were then stored one by one"
+    );
     describe_counter!(
         "lrt_feedback_total",
         "CDS Hooks feedback requests, by service and result (stored, updated)"

@@ -273,6 +273,9 @@ pub struct PagePlan {
     pub channels: Vec<Channel>,
     pub horizon: Duration,
     pub fields: Vec<PayloadField>,
+    /// The `traceparent` of the request that planned the page (None: tracing is off), taken
+    /// when the plan is made: the page is written later, by the group commit's writer.
+    pub trace_context: Option<String>,
 }
 
 impl PagePlan {
@@ -314,6 +317,7 @@ impl PagePlan {
             channels: config.channels(),
             horizon: Duration::from_secs(config.horizon_s),
             fields: config.payload_fields.clone(),
+            trace_context: crate::service::telemetry::current_traceparent(),
         })
     }
 

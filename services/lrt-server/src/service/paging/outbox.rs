@@ -66,7 +66,7 @@ pub async fn write_page(
     .bind(&plan.ruleset_label)
     .bind(&payload)
     .bind(created_at)
-    .bind(crate::service::telemetry::current_traceparent())
+    .bind(&plan.trace_context)
     .execute(&mut **tx)
     .await?;
     for channel in &plan.channels {

@@ -182,8 +182,9 @@ impl Call {
     }
 }
 
-/// Stores the evaluations and the page (if the assessment pages) in one transaction, then
-/// wakes this process's dispatcher.
+/// Stores the evaluations and the page (if the assessment pages) in one transaction (shared
+/// with the calls committing at the same time: [`store::group`], which wakes this process's
+/// dispatcher when a page is written).
 #[tracing::instrument(name = "pipeline.commit", skip_all)]
 pub async fn commit(
     state: &AppState,
@@ -205,24 +206,19 @@ pub async fn commit(
     });
     evaluated.active.latency_ms = call.started.elapsed().as_secs_f64() * 1000.0;
     let record = row.record.then(|| call.row(200, None, Some(evaluated.id)));
-    match store::store_evaluations(
-        &state.pool,
-        &store::Commit {
-            jti: row.jti,
-            active: &evaluated.active,
-            shadow: evaluated.shadow.as_ref(),
-            page: plan.as_ref(),
-            call: record.as_ref(),
-        },
-    )
-    .await?
-    {
-        Stored::New { page } => {
-            if let (Some(pager), Some(_)) = (&state.pager, page) {
-                pager.wake.notify_one();
-            }
-            Ok(Committed::New { page })
-        }
+    let stored = state
+        .commits
+        .commit(store::Commit {
+            jti: row.jti.cloned(),
+            active: evaluated.active,
+            shadow: evaluated.shadow,
+            page: plan,
+            call: record,
+        })
+        .await?;
+    match stored {
+        // The group's writer has woken the dispatcher if a page was written.
+        Stored::New { page } => Ok(Committed::New { page }),
         Stored::Existing(stored) => Ok(Committed::Existing(stored)),
         Stored::ReplayedJti => Err(super::auth::replayed_jti()),
     }

@@ -64,7 +64,8 @@ async fn call(
         hook::run(&state, valid, client, jti.as_ref(), started, &mut facts).await
     }
     .await;
-    // `Ok` is committed with its row and `jti` (one commit per call). An error committed
+    // `Ok` is committed with its row and `jti` (one transaction, shared with the calls that
+    // commit at the same time). An error committed
     // nothing: its token's `jti` is spent now (a replay answers 401 whatever the body), its
     // row is written after the answer.
     let committed = result.is_ok();

@@ -5,6 +5,13 @@
 //! Idempotency: an evaluation is unique per (`hookInstance`, role). Two concurrent calls with the
 //! same `hookInstance` both evaluate, but only the first insert wins; the other reads and returns
 //! the stored response, so a retried call returns the same cards and stores nothing twice.
+//!
+//! Calls are committed together ([`group`]: one transaction for the calls that wait while the
+//! previous one commits, written by [`batch`]); a call alone, a batch that fails and a call
+//! whose `jti` or `hookInstance` is already in its batch go through [`store_evaluations`].
+
+pub mod batch;
+pub mod group;
 
 use super::auth::Tenancy;
 use chrono::{DateTime, Utc};
@@ -121,13 +128,15 @@ pub struct Jti {
 }
 
 /// What one commit stores: the `jti` of the call's token, the evaluations, the page and the
-/// call's own row (issue 9: one commit per call).
-pub struct Commit<'a> {
-    pub jti: Option<&'a Jti>,
-    pub active: &'a NewEvaluation,
-    pub shadow: Option<&'a NewEvaluation>,
-    pub page: Option<&'a crate::service::paging::PagePlan>,
-    pub call: Option<&'a CallRecord>,
+/// call's own row (issue 9: one commit per call). It owns its data: a call waiting for its
+/// group's commit ([`group`]) hands it over, and a client that goes away does not take it along.
+#[derive(Debug, Clone)]
+pub struct Commit {
+    pub jti: Option<Jti>,
+    pub active: NewEvaluation,
+    pub shadow: Option<NewEvaluation>,
+    pub page: Option<crate::service::paging::PagePlan>,
+    pub call: Option<CallRecord>,
 }
 
 /// Stores, in one transaction: the call's `jti` (a replay stores nothing), the active
@@ -135,16 +144,16 @@ pub struct Commit<'a> {
 /// for the patient already: see [`crate::service::paging`]) and the call's row. A retried
 /// hookInstance stores nothing and pages no one ([`Stored::Existing`]: the caller records its
 /// `jti` and row with [`record_call_with_jti`]).
-#[tracing::instrument(name = "store.commit", skip_all, fields(evaluation = %c.active.id))]
-pub async fn store_evaluations(pool: &PgPool, c: &Commit<'_>) -> Result<Stored, sqlx::Error> {
+#[tracing::instrument(name = "store.call", skip_all, fields(evaluation = %c.active.id))]
+pub async fn store_evaluations(pool: &PgPool, c: &Commit) -> Result<Stored, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    if let Some(jti) = c.jti
+    if let Some(jti) = &c.jti
         && !insert_jti(&mut tx, jti).await?
     {
         tx.rollback().await?;
         return Ok(Stored::ReplayedJti);
     }
-    let inserted = insert(&mut tx, c.active).await?;
+    let inserted = insert(&mut tx, &c.active).await?;
     if !inserted {
         tx.rollback().await?;
         return match find_call(pool, &c.active.hook_instance).await? {
@@ -153,14 +162,14 @@ pub async fn store_evaluations(pool: &PgPool, c: &Commit<'_>) -> Result<Stored, 
             None => Box::pin(store_evaluations(pool, c)).await,
         };
     }
-    if let Some(shadow) = c.shadow {
+    if let Some(shadow) = &c.shadow {
         insert(&mut tx, shadow).await?;
     }
-    let page = match c.page {
+    let page = match &c.page {
         Some(plan) => crate::service::paging::outbox::write_page(&mut tx, plan).await?,
         None => None,
     };
-    if let Some(call) = c.call {
+    if let Some(call) = &c.call {
         insert_call(&mut tx, call).await?;
     }
     tx.commit().await?;
@@ -288,7 +297,10 @@ pub async fn record_call(pool: &PgPool, c: &CallRecord) -> Result<(), sqlx::Erro
     insert_call(&mut conn, c).await
 }
 
-async fn insert_call(conn: &mut sqlx::PgConnection, c: &CallRecord) -> Result<(), sqlx::Error> {
+pub(super) async fn insert_call(
+    conn: &mut sqlx::PgConnection,
+    c: &CallRecord,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO hook_call (service_id, hook, hook_instance, status, error_code, latency_ms, \
            evaluation_id, client_iss, tenant) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
