@@ -106,8 +106,9 @@ async fn write(
     members: &[usize],
 ) -> Result<Vec<(usize, Stored)>, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    // Rows in key order, in every statement of every group: two groups written at once that
-    // share keys (racing retries) wait for each other in one order, never in a cycle.
+    // Rows in key order, in every statement of every group: two groups written at once (by two
+    // replicas) that share keys (racing retries) wait for each other in one order, never in a
+    // cycle.
     let mut jtis: Vec<&Jti> = members
         .iter()
         .filter_map(|&i| commits[i].jti.as_ref())

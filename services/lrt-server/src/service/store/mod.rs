@@ -297,10 +297,7 @@ pub async fn record_call(pool: &PgPool, c: &CallRecord) -> Result<(), sqlx::Erro
     insert_call(&mut conn, c).await
 }
 
-pub(super) async fn insert_call(
-    conn: &mut sqlx::PgConnection,
-    c: &CallRecord,
-) -> Result<(), sqlx::Error> {
+async fn insert_call(conn: &mut sqlx::PgConnection, c: &CallRecord) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO hook_call (service_id, hook, hook_instance, status, error_code, latency_ms, \
            evaluation_id, client_iss, tenant) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
