@@ -135,6 +135,14 @@ fn outcome_text(body: &Value) -> String {
         .to_string()
 }
 
+async fn call_rows(app: &TestApp, hook_instance: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM hook_call WHERE hook_instance = $1")
+        .bind(hook_instance)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+}
+
 async fn stored_rows(app: &TestApp, hook_instance: &str) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM evaluation WHERE hook_instance = $1")
         .bind(hook_instance)
@@ -217,18 +225,46 @@ async fn a_full_prefetch_is_answered_stored_and_a_retry_returns_the_same_cards()
     assert_eq!(status, StatusCode::OK);
     assert_eq!(again, first);
     assert_eq!(stored_rows(&s.app, hi).await, 2);
-    let calls: i64 = sqlx::query_scalar("SELECT count(*) FROM hook_call WHERE hook_instance = $1")
-        .bind(hi)
-        .fetch_one(&s.app.pool)
-        .await
-        .unwrap();
-    assert_eq!(calls, 2);
-    // The same hookInstance for another patient is a conflict.
+    assert_eq!(call_rows(&s.app, hi).await, 2);
+    // Again with every key sent (those not prefetched as `null`: no data). The service looks
+    // the call up only when storing it (issue 9), and still answers what it stored, not the
+    // evaluation of this body.
+    let mut covered = request.clone();
+    every_key_sent(&mut covered);
+    let (status, again) = s.post(PV, &covered).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again, first);
+    // And with a prefetch that would fail (412 on its own): the stored answer wins.
+    let mut failing = covered.clone();
+    failing.as_object_mut().unwrap().remove("fhirServer");
+    failing["prefetch"]["Observation"] = json!({"resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": "timeout"}]});
+    let (status, again) = s.post(PV, &failing).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again, first);
+    assert_eq!(stored_rows(&s.app, hi).await, 2);
+    assert_eq!(call_rows(&s.app, hi).await, 4);
+    // The same hookInstance for another patient is a conflict, whether it is found before the
+    // prefetch is read (some keys fetched) or when the call is stored (every key sent).
     let mut other = mimic_request("mimic-10002428");
     other["hookInstance"] = json!(hi);
     let (status, body) = s.post(PV, &other).await;
     assert_eq!(status, StatusCode::CONFLICT);
     outcome_text(&body);
+    every_key_sent(&mut other);
+    let (status, body) = s.post(PV, &other).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    outcome_text(&body);
+    assert_eq!(stored_rows(&s.app, hi).await, 2);
+}
+
+/// Sends every prefetch key of the shipped rule set: those missing as `null` (no data).
+fn every_key_sent(request: &mut Value) {
+    let rules = lrt_engine::RuleSet::load(&lrt_engine::testing::shipped_version_dir()).unwrap();
+    for t in lrt_hooks::services::prefetch_templates(&rules) {
+        let prefetch = request["prefetch"].as_object_mut().unwrap();
+        prefetch.entry(t.key.clone()).or_insert(Value::Null);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

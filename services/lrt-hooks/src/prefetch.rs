@@ -257,6 +257,14 @@ impl PrefetchPlan {
             untimed_codes: untimed,
         }
     }
+
+    /// Whether `request` sends every key of the plan (`null` included): then nothing is
+    /// fetched unless a value is unreadable, an `OperationOutcome` or a first page of several.
+    pub fn is_covered_by(&self, request: &HookRequest) -> bool {
+        self.templates
+            .iter()
+            .all(|t| request.prefetch.contains_key(&t.key))
+    }
 }
 
 /// Where one key's data came from (stored with the evaluation).

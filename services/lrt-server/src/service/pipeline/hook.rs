@@ -108,12 +108,19 @@ pub async fn run(
         EvaluationTime::NewestBloodGas => None,
     };
     // A retried call gets the stored answer; a reused hookInstance for another call is a conflict.
-    // The lookup and the prefetch run together, so the database's round trip is not added to
-    // the reading of the prefetch or to the FHIR searches (issue 9); a stored call drops the
-    // prefetch unfinished (its searches are cancelled) and its outcome, whatever it was.
+    // A call that sends every prefetch key (what an EHR does) is looked up only if its prefetch
+    // fails: else the commit finds the stored call ([`Committed::Existing`]), and a call that is
+    // not a retry (nearly all) costs the database no lookup of its own (issue 9). A call whose
+    // prefetch needs the FHIR server is looked up while the prefetch is resolved: a retry, often
+    // sent because the first call was slow, then drops the searches unfinished.
     let lookup = store::find_call(&state.pool, &hook_instance_text);
     let prefetch = resolve_prefetch(state, service, &request, window_end);
-    let resolved = match stored_or_resolved(lookup, prefetch).await? {
+    let found = if state.plan.is_covered_by(&request) {
+        stored_or_failed(prefetch.await, lookup).await?
+    } else {
+        stored_or_resolved(lookup, prefetch).await?
+    };
+    let resolved = match found {
         Found::Resolved(resolved) => resolved,
         Found::Stored(stored) => {
             facts.evaluation_id = Some(stored.id);
@@ -188,6 +195,21 @@ async fn stored_or_resolved<T>(
         (Some(stored), _) => Ok(Found::Stored(stored)),
         (None, Some(resolved)) => resolved.map(Found::Resolved),
         (None, None) => prefetch.await.map(Found::Resolved),
+    }
+}
+
+/// The `prefetch`'s outcome; if it failed, the stored evaluation of the call's `hookInstance`
+/// (the `lookup`, run only then) wins over the failure. A database error answers then.
+async fn stored_or_failed<T>(
+    prefetch: Result<T, ApiError>,
+    lookup: impl Future<Output = Result<Option<StoredCall>, sqlx::Error>>,
+) -> Result<Found<T>, ApiError> {
+    match prefetch {
+        Ok(resolved) => Ok(Found::Resolved(resolved)),
+        Err(failed) => match lookup.await? {
+            Some(stored) => Ok(Found::Stored(stored)),
+            None => Err(failed),
+        },
     }
 }
 
@@ -345,6 +367,36 @@ mod tests {
         let found =
             stored_or_resolved(later(Ok(None)), async { Err::<u8, _>(unavailable()) }).await;
         assert!(matches!(found, Err(ApiError::PreconditionFailed(_))));
+    }
+
+    #[tokio::test]
+    async fn a_sent_prefetch_is_looked_up_only_when_it_fails() {
+        let looked_up = std::cell::Cell::new(0);
+        // Counts the lookups that run (are polled), not those built.
+        let lookup = |found: Result<Option<StoredCall>, sqlx::Error>| {
+            let looked_up = &looked_up;
+            async move {
+                looked_up.set(looked_up.get() + 1);
+                found
+            }
+        };
+        // Resolved: the stored call (found by the commit instead) is not looked up.
+        let found = stored_or_failed(Ok(7), lookup(Ok(Some(stored())))).await;
+        assert!(matches!(found, Ok(Found::Resolved(7))));
+        assert_eq!(looked_up.get(), 0);
+        // Failed: a stored call wins over the failure; without one the failure answers.
+        let found = stored_or_failed(Err::<u8, _>(unavailable()), lookup(Ok(Some(stored())))).await;
+        assert!(matches!(found, Ok(Found::Stored(_))));
+        let found = stored_or_failed(Err::<u8, _>(unavailable()), lookup(Ok(None))).await;
+        assert!(matches!(found, Err(ApiError::PreconditionFailed(_))));
+        // Failed and the database unavailable: 503, as from the lookup alone.
+        let found = stored_or_failed(
+            Err::<u8, _>(unavailable()),
+            lookup(Err(sqlx::Error::PoolTimedOut)),
+        )
+        .await;
+        assert!(matches!(found, Err(ApiError::Unavailable(_))));
+        assert_eq!(looked_up.get(), 3);
     }
 
     #[tokio::test]
