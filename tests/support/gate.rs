@@ -4,32 +4,38 @@
 
 use std::net::SocketAddr;
 
+use crate::port::ReservedPort;
+
 pub struct TcpGate {
     pub addr: SocketAddr,
     pub base: String,
     target: SocketAddr,
+    /// The port while the gate is down.
+    reserved: Option<ReservedPort>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl TcpGate {
     /// A gate to `target` that is down until [`TcpGate::up`].
     pub async fn down(target: SocketAddr) -> TcpGate {
-        let probe = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = probe.local_addr().unwrap();
-        drop(probe);
+        let reserved = ReservedPort::new();
+        let addr = reserved.addr();
         TcpGate {
             addr,
             base: format!("http://{addr}"),
             target,
+            reserved: Some(reserved),
             task: None,
         }
     }
 
     /// Starts forwarding on the reserved port.
     pub async fn up(&mut self) {
-        let listener = tokio::net::TcpListener::bind(self.addr)
-            .await
-            .expect("the gate's port is free again");
+        let listener = self
+            .reserved
+            .take()
+            .expect("the gate is down (its port held)")
+            .listen();
         let target = self.target;
         self.task = Some(tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {

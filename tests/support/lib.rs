@@ -10,6 +10,7 @@ pub mod gate;
 pub mod oidc_provider;
 pub mod otlp;
 pub mod pager;
+pub mod port;
 pub mod service;
 pub mod synthetic;
 use std::collections::BTreeMap;

@@ -13,6 +13,8 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::Value;
 
+use crate::port::ReservedPort;
+
 /// One delivery as received.
 #[derive(Debug, Clone)]
 pub struct Received {
@@ -39,6 +41,8 @@ pub struct PagerReceiver {
     pub url: String,
     pub secret: String,
     state: Arc<State>,
+    /// The port while the receiver is down.
+    reserved: Option<ReservedPort>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -53,23 +57,25 @@ impl PagerReceiver {
     /// A receiver whose port is chosen but that does not listen yet (a pager system that is
     /// down): connections are refused until [`PagerReceiver::up`].
     pub async fn down(secret: &str) -> PagerReceiver {
-        let probe = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = probe.local_addr().unwrap();
-        drop(probe);
+        let reserved = ReservedPort::new();
+        let addr = reserved.addr();
         PagerReceiver {
             addr,
             url: format!("http://{addr}/pages"),
             secret: secret.to_string(),
             state: Arc::new(State::default()),
+            reserved: Some(reserved),
             task: None,
         }
     }
 
     /// Starts listening on the reserved port.
     pub async fn up(&mut self) {
-        let listener = tokio::net::TcpListener::bind(self.addr)
-            .await
-            .expect("the receiver's port is free again");
+        let listener = self
+            .reserved
+            .take()
+            .expect("the receiver is down (its port held)")
+            .listen();
         let state = self.state.clone();
         let secret = self.secret.clone();
         let router = axum::Router::new().route(
@@ -89,6 +95,9 @@ impl PagerReceiver {
         if let Some(t) = self.task.take() {
             t.abort();
             let _ = t.await;
+            // Held again at once, for the next `up`.
+            self.reserved =
+                Some(ReservedPort::at(self.addr).expect("the receiver's port can be held again"));
         }
     }
 
