@@ -184,7 +184,7 @@ async fn a_call_that_breaks_a_constraint_fails_alone() {
 async fn concurrent_calls_share_commits_and_a_caller_that_goes_away_is_still_stored() {
     let db = TestDb::create().await;
     let pool = migrated(&db).await;
-    let commits = GroupCommit::new(pool.clone(), None);
+    let commits = GroupCommit::new(&pool, None).unwrap();
     let calls: Vec<_> = (0..48)
         .map(|i| {
             let commits = commits.clone();

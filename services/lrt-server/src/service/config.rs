@@ -59,7 +59,8 @@ pub struct Config {
     pub public_base_url: String,
     /// PostgreSQL URL. Never printed (it may hold a password).
     pub database_url: Option<String>,
-    /// Pool size.
+    /// Pool size. The group-commit writer has its own connection besides
+    /// ([`crate::service::store::group::MAX_WRITERS`]).
     pub database_max_connections: u32,
     /// Apply pending migrations at start (under sqlx's advisory lock).
     pub migrate_on_start: bool,

@@ -71,6 +71,8 @@ pub enum StartError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("authentication: {0}")]
     Auth(String),
+    #[error("cannot start the group-commit writer's thread: {0}")]
+    Writer(std::io::Error),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,

@@ -293,8 +293,8 @@ impl AppState {
             &rules.label(),
             shadow.as_ref().map(|s| s.label()).as_deref(),
         );
-        let commits =
-            store::group::GroupCommit::new(pool.clone(), pager.as_ref().map(|p| p.wake.clone()));
+        let commits = store::group::GroupCommit::new(&pool, pager.as_ref().map(|p| p.wake.clone()))
+            .map_err(StartError::Writer)?;
         Ok(AppState {
             discovery: Arc::new(lrt_hooks::services::discovery(&rules)),
             plan: Arc::new(PrefetchPlan::new(&rules)),

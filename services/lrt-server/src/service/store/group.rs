@@ -11,10 +11,16 @@
 //! The writer is its own task: a caller that goes away (the client disconnected) does not cancel
 //! the commit of its call or of the others in its group. A call is answered only after its group
 //! has committed, so an answer still means its evaluation is stored.
+//!
+//! The writer runs on a thread of its own (a current-thread runtime) with its own connections
+//! ([`MAX_WRITERS`] of them, beside the service's pool). On the service's workers, each of the
+//! writer's round trips to PostgreSQL waited until a worker was done with the request it was
+//! reading; the writer's PostgreSQL backend idled meanwhile, and every call waits for the writer.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
 use tokio::sync::{Notify, oneshot};
 use tracing::Instrument;
 
@@ -60,6 +66,9 @@ pub struct GroupCommit {
 }
 
 struct Inner {
+    /// The writer's runtime (on its own thread, which ends when this is dropped).
+    runtime: WriterThread,
+    /// The writer's own connections.
     pool: PgPool,
     /// This process's page dispatcher, woken when a group wrote a page.
     page_written: Option<Arc<Notify>>,
@@ -76,16 +85,28 @@ struct Queue {
 }
 
 impl GroupCommit {
-    /// Commits to `pool`; a page written wakes `page_written` (the dispatcher).
-    pub fn new(pool: PgPool, page_written: Option<Arc<Notify>>) -> GroupCommit {
-        GroupCommit {
+    /// Commits to the database of `pool` (over connections of its own, with the same options);
+    /// a page written wakes `page_written` (the dispatcher). Fails if the writer's thread cannot
+    /// be started.
+    pub fn new(pool: &PgPool, page_written: Option<Arc<Notify>>) -> std::io::Result<GroupCommit> {
+        let runtime = WriterThread::start()?;
+        let pool = {
+            // Its connections are opened by the writer, on its own runtime.
+            let _writer = runtime.handle.enter();
+            PgPoolOptions::new()
+                .max_connections(MAX_WRITERS as u32)
+                .acquire_timeout(pool.options().get_acquire_timeout())
+                .connect_lazy_with((*pool.connect_options()).clone())
+        };
+        Ok(GroupCommit {
             inner: Arc::new(Inner {
+                runtime,
                 pool,
                 page_written,
                 queue: Mutex::new(Queue::default()),
                 idle: Notify::new(),
             }),
-        }
+        })
     }
 
     /// Stores `commit` with the calls committing at the same time: what
@@ -107,7 +128,10 @@ impl GroupCommit {
             start
         };
         if start {
-            tokio::spawn(Writer::new(self.inner.clone()).run());
+            self.inner
+                .runtime
+                .handle
+                .spawn(Writer::new(self.inner.clone()).run());
         }
         match result.await {
             Ok(stored) => stored,
@@ -127,6 +151,32 @@ impl GroupCommit {
             }
             idle.await;
         }
+    }
+}
+
+/// The writer's thread and its runtime. Dropped, it ends the thread (the tasks still on it are
+/// dropped: [`GroupCommit::flushed`] first, at shutdown).
+struct WriterThread {
+    handle: tokio::runtime::Handle,
+    _stop: oneshot::Sender<()>,
+}
+
+impl WriterThread {
+    fn start() -> std::io::Result<WriterThread> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("lrt-group-commit".into())
+            .spawn(move || {
+                let _ = runtime.block_on(stopped);
+            })?;
+        Ok(WriterThread {
+            handle,
+            _stop: stop,
+        })
     }
 }
 
