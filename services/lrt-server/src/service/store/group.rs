@@ -256,7 +256,10 @@ impl Drop for Writer {
             self.inner.idle.notify_waiters();
         } else {
             drop(queue);
-            tokio::spawn(Writer::new(self.inner.clone()).run());
+            self.inner
+                .runtime
+                .handle
+                .spawn(Writer::new(self.inner.clone()).run());
         }
     }
 }
