@@ -21,14 +21,14 @@
 //! one level deep, and what is read goes through `serde_json`'s recursion limit (128).
 
 use std::fmt::{self, Write as _};
-use std::str::FromStr;
+use std::ops::Range;
 
 use serde::Deserialize;
 use serde::de::{
     self, DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor,
 };
+use serde_json::Value;
 use serde_json::value::RawValue;
-use serde_json::{Map, Number, Value};
 
 /// Members of an element: `(name, shape)`.
 type Members = &'static [(&'static str, Shape)];
@@ -38,13 +38,34 @@ type Members = &'static [(&'static str, Shape)];
 enum Shape {
     /// A FHIR primitive: a JSON string, number or boolean.
     Primitive,
+    /// A FHIR `decimal`: a JSON number, given to fhirbolt as its text in a JSON string (see
+    /// [`Decimals`]).
+    Decimal,
     /// A data type or backbone element: a JSON object with the members of these lists.
     Complex(&'static [Members]),
     /// `contained`: resources, of which only a Medication is read.
     Contained,
 }
 
-use Shape::{Complex, Contained, Primitive};
+use Shape::{Complex, Contained, Decimal, Primitive};
+
+/// How a `decimal` is written in the projection.
+///
+/// fhirbolt reads a resource's own type (`Observation`) straight from JSON, but there it reads
+/// a decimal (which it keeps as text, every digit) as a JSON *string*, and refuses the JSON
+/// number FHIR writes. Its `Resource` enum reads the number, through a generic element tree of
+/// the whole resource first, which cost more than all the rest of reading a resource (issue 9).
+/// So the projection checks that a decimal is a number and gives its digits as a string for
+/// the typed read. (A resource with contained resources is read through the enum, and has no
+/// decimal among the members projected; the tests compare the two reads.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Decimals {
+    /// `"value": 7.50` as written (for fhirbolt's `Resource` enum: the tests' reference read).
+    #[cfg(test)]
+    Numbers,
+    /// `"value": "7.50"` (for fhirbolt's typed read of a resource).
+    Strings,
+}
 
 const CODING: Shape = Complex(&[&[
     ("system", Primitive),
@@ -59,7 +80,7 @@ const REFERENCE: Shape = Complex(&[&[
     ("display", Primitive),
 ]]);
 const QUANTITY: Shape = Complex(&[&[
-    ("value", Primitive),
+    ("value", Decimal),
     ("comparator", Primitive),
     ("unit", Primitive),
     ("system", Primitive),
@@ -70,10 +91,10 @@ const RANGE: Shape = Complex(&[&[("low", QUANTITY), ("high", QUANTITY)]]);
 const RATIO: Shape = Complex(&[&[("numerator", QUANTITY), ("denominator", QUANTITY)]]);
 const SAMPLED_DATA: Shape = Complex(&[&[
     ("origin", QUANTITY),
-    ("period", Primitive),
-    ("factor", Primitive),
-    ("lowerLimit", Primitive),
-    ("upperLimit", Primitive),
+    ("period", Decimal),
+    ("factor", Decimal),
+    ("lowerLimit", Decimal),
+    ("upperLimit", Decimal),
     ("dimensions", Primitive),
     ("data", Primitive),
 ]]);
@@ -237,10 +258,9 @@ pub fn project(resource: &str) -> Result<Value, ShapeError> {
             "resourceType",
             format!("`{rt}` is not a resource type read here"),
         )),
-        Ok(Scanned::Resource { rt, projected, .. }) => {
-            let mut out = projected?;
-            out.insert("resourceType".into(), Value::String(rt));
-            Ok(Value::Object(out))
+        Ok(Scanned::Resource { projected, .. }) => {
+            let text = projected?;
+            serde_json::from_str(&text).map_err(|e| refused("", format!("projected: {e}")))
         }
     }
 }
@@ -250,8 +270,11 @@ pub fn project(resource: &str) -> Result<Value, ShapeError> {
 //
 // A prefetch value or a FHIR server's answer arrives as text and is read once, here, with serde
 // visitors: members that are not read are skipped by the parser (`IgnoredAny`: no tree, no
-// allocation), the members read are projected as they are parsed. Only the projected members
-// become a `serde_json::Value` (what fhirbolt is given).
+// allocation), the members read are projected as they are parsed. The projection is JSON text
+// again (what fhirbolt is given), written into one buffer per resource ([`Scratch`]): a
+// primitive is copied as it was written (a number keeps its digits), an object is assembled
+// from its members' text once all of them are read. No tree is built (issue 9: a
+// `serde_json::Value` per resource cost an allocation per member name and per object).
 //
 // Exactly as a parsed tree would be read: a member given twice counts with its last value, and
 // of several faults in one object the first in the tables' order is reported. The fast path
@@ -261,7 +284,8 @@ pub fn project(resource: &str) -> Result<Value, ShapeError> {
 // ------------------------------------------------------------------------------------------
 
 /// serde_json's marker for a number when its `arbitrary_precision` feature is on (fhirbolt turns
-/// it on): the number reaches a visitor as a one-member map under this key, holding its text.
+/// it on): the number reaches a visitor as a one-member map under this key, holding its text
+/// (where a number is not wanted: primitives are read as raw text).
 const NUMBER_TOKEN: &str = "$serde_json::private::Number";
 
 /// A member name, borrowed from the text when it has no escapes.
@@ -310,8 +334,64 @@ fn drain<'de, A: MapAccess<'de>>(map: &mut A, pending: bool) -> Result<(), A::Er
     Ok(())
 }
 
-/// What one member becomes: its projection (`None`: dropped), or why it cannot be FHIR.
-type Projected = Result<Option<Value>, ShapeError>;
+/// What one member becomes: its projection (`None`: dropped), as the range of its JSON text in
+/// [`Scratch::text`], or why it cannot be FHIR.
+type Projected = Result<Option<Range<usize>>, ShapeError>;
+
+/// The working buffers of one resource's projection.
+struct Scratch {
+    /// The member being read (`code.coding[0].system`), for messages.
+    path: String,
+    /// The projected text: each member's, then each object's assembled from them.
+    text: String,
+    decimals: Decimals,
+}
+
+impl Scratch {
+    /// For a resource of about `bytes` bytes of text.
+    fn new(bytes: usize, decimals: Decimals) -> Scratch {
+        Scratch {
+            path: String::new(),
+            text: String::with_capacity(bytes),
+            decimals,
+        }
+    }
+
+    /// Copies `raw` (JSON text) to the end of the buffer.
+    fn push(&mut self, raw: &str) -> Range<usize> {
+        let start = self.text.len();
+        self.text.push_str(raw);
+        start..self.text.len()
+    }
+
+    /// Writes a JSON number's text as a JSON string, its exponent (if any) as serde_json writes
+    /// an arbitrary-precision number for fhirbolt's enum: `e`, then its sign (`1E2` is `1e+2`).
+    fn push_decimal(&mut self, number: &str) -> Range<usize> {
+        let start = self.text.len();
+        self.text.push('"');
+        match number.split_once(['e', 'E']) {
+            None => self.text.push_str(number),
+            Some((mantissa, exponent)) => {
+                self.text.push_str(mantissa);
+                self.text.push('e');
+                if !exponent.starts_with(['+', '-']) {
+                    self.text.push('+');
+                }
+                self.text.push_str(exponent);
+            }
+        }
+        self.text.push('"');
+        start..self.text.len()
+    }
+
+    /// The projected resource at `range`, as its own text.
+    fn into_text(self, range: Range<usize>) -> String {
+        let mut text = self.text;
+        text.truncate(range.end);
+        text.replace_range(..range.start, "");
+        text
+    }
+}
 
 /// The members of one object being projected, one slot per member of its tables; a member given
 /// twice keeps its last value, as in a parsed tree.
@@ -339,19 +419,46 @@ impl Slots {
             .map(|(i, (n, s))| (i, *n, *s))
     }
 
-    /// The projected object: the members in the tables' order, or the first fault in that order.
-    fn finish(self) -> Result<Map<String, Value>, ShapeError> {
-        let mut out = Map::new();
+    /// The projected object, written at the end of `text`: the members in the tables' order
+    /// (then `resourceType`, for a resource), or the first fault in that order.
+    fn finish(
+        self,
+        text: &mut String,
+        resource_type: Option<&str>,
+    ) -> Result<Range<usize>, ShapeError> {
+        let start = text.len();
+        text.push('{');
+        let mut first = true;
+        let mut member = |text: &mut String, name: &str| {
+            if !std::mem::take(&mut first) {
+                text.push(',');
+            }
+            text.push('"');
+            text.push_str(name);
+            text.push_str("\":");
+        };
         for ((name, _), value) in self.members.iter().copied().flatten().zip(self.values) {
             match value {
-                Some(Err(e)) => return Err(e),
-                Some(Ok(Some(v))) => {
-                    out.insert((*name).to_string(), v);
+                Some(Err(e)) => {
+                    text.truncate(start);
+                    return Err(e);
+                }
+                Some(Ok(Some(range))) => {
+                    member(text, name);
+                    text.extend_from_within(range);
                 }
                 Some(Ok(None)) | None => {}
             }
         }
-        Ok(out)
+        if let Some(rt) = resource_type {
+            // A type of the tables (plain ASCII letters): no escaping needed.
+            member(text, "resourceType");
+            text.push('"');
+            text.push_str(rt);
+            text.push('"');
+        }
+        text.push('}');
+        Ok(start..text.len())
     }
 }
 
@@ -369,27 +476,52 @@ fn enter(path: &mut String, name: &str) -> usize {
 /// array dropped).
 struct ShapeSeed<'p> {
     shape: Shape,
-    path: &'p mut String,
+    at: &'p mut Scratch,
     allow_contained: bool,
     /// An item of an array (an array here is refused).
     in_array: bool,
 }
 
-impl ShapeSeed<'_> {
+impl<'de> ShapeSeed<'_> {
     fn fault(&self, problem: impl Into<String>) -> Projected {
         Err(ShapeError {
-            path: self.path.clone(),
+            path: self.at.path.clone(),
             problem: problem.into(),
         })
     }
 
-    fn primitive(&self, found: &'static str, value: impl FnOnce() -> Value) -> Projected {
-        match self.shape {
-            Shape::Primitive => Ok(Some(value())),
-            Shape::Complex(_) | Shape::Contained => {
-                self.fault(format!("expected an object, found {found}"))
+    /// A primitive (string, number, boolean) where an object is expected.
+    fn not_an_object(&self, found: &'static str) -> Projected {
+        self.fault(format!("expected an object, found {found}"))
+    }
+
+    /// Projects a value given as text (a member read lazily, or kept for messages).
+    fn read_raw(self, raw: &'de RawValue) -> Result<Projected, serde_json::Error> {
+        self.deserialize(&mut serde_json::Deserializer::from_str(raw.get()))
+    }
+
+    /// A primitive member, read as the text it was written as: copied as it is (a string keeps
+    /// its escapes, a number its digits), `null` dropped, an object refused, an array read item
+    /// by item. [`Decimals`] says how a decimal's number is written.
+    fn primitive(self, raw: &'de RawValue) -> Result<Projected, serde_json::Error> {
+        let text = raw.get();
+        let first = text.as_bytes().first().copied();
+        Ok(match first {
+            Some(b'n') => Ok(None),
+            Some(b'{') => self.fault("expected a primitive value, found an object"),
+            Some(b'[') => {
+                return serde_json::Deserializer::from_str(text).deserialize_seq(self);
             }
-        }
+            // A number's text has nothing to escape. A decimal written as a string (not FHIR
+            // JSON, but fhirbolt's enum took it) is given as it is, as is any other primitive.
+            Some(b'-' | b'0'..=b'9')
+                if matches!(self.shape, Shape::Decimal)
+                    && self.at.decimals == Decimals::Strings =>
+            {
+                Ok(Some(self.at.push_decimal(text)))
+            }
+            _ => Ok(Some(self.at.push(text))),
+        })
     }
 }
 
@@ -397,7 +529,13 @@ impl<'de> DeserializeSeed<'de> for ShapeSeed<'_> {
     type Value = Projected;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Projected, D::Error> {
-        d.deserialize_any(self)
+        match self.shape {
+            Shape::Primitive | Shape::Decimal => {
+                let raw = <&'de RawValue>::deserialize(d)?;
+                self.primitive(raw).map_err(D::Error::custom)
+            }
+            Shape::Complex(_) | Shape::Contained => d.deserialize_any(self),
+        }
     }
 }
 
@@ -416,28 +554,27 @@ impl<'de> Visitor<'de> for ShapeSeed<'_> {
         Ok(Ok(None))
     }
 
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Projected, E> {
-        Ok(self.primitive("a boolean", || Value::Bool(v)))
+    // A primitive reaches these only where an object is expected (a primitive member is read
+    // as text: [`ShapeSeed::primitive`]).
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Projected, E> {
+        Ok(self.not_an_object("a boolean"))
     }
 
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Projected, E> {
-        Ok(self.primitive("a number", || Value::from(v)))
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Projected, E> {
+        Ok(self.not_an_object("a number"))
     }
 
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Projected, E> {
-        Ok(self.primitive("a number", || Value::from(v)))
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Projected, E> {
+        Ok(self.not_an_object("a number"))
     }
 
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Projected, E> {
-        Ok(self.primitive("a number", || Value::from(v)))
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Projected, E> {
+        Ok(self.not_an_object("a number"))
     }
 
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Projected, E> {
-        Ok(self.primitive("a string", || Value::String(v.to_owned())))
-    }
-
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Projected, E> {
-        Ok(self.primitive("a string", || Value::String(v)))
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Projected, E> {
+        Ok(self.not_an_object("a string"))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Projected, A::Error> {
@@ -445,53 +582,65 @@ impl<'de> Visitor<'de> for ShapeSeed<'_> {
             while seq.next_element::<IgnoredAny>()?.is_some() {}
             return Ok(self.fault("an array inside an array is not FHIR JSON"));
         }
-        let mut kept = Vec::new();
+        let mut kept: Vec<Range<usize>> = Vec::new();
         let mut i = 0usize;
         loop {
-            let len = self.path.len();
-            let _ = write!(self.path, "[{i}]");
+            let len = self.at.path.len();
+            let _ = write!(self.at.path, "[{i}]");
             let item = seq.next_element_seed(ShapeSeed {
                 shape: self.shape,
-                path: &mut *self.path,
+                at: &mut *self.at,
                 allow_contained: self.allow_contained,
                 in_array: true,
             })?;
             match item {
                 None => {
-                    self.path.truncate(len);
+                    self.at.path.truncate(len);
                     break;
                 }
                 Some(Ok(Some(v))) => kept.push(v),
                 Some(Ok(None)) => {}
                 Some(Err(e)) => {
-                    self.path.truncate(len);
+                    self.at.path.truncate(len);
                     while seq.next_element::<IgnoredAny>()?.is_some() {}
                     return Ok(Err(e));
                 }
             }
-            self.path.truncate(len);
+            self.at.path.truncate(len);
             i += 1;
         }
-        Ok(Ok((!kept.is_empty()).then_some(Value::Array(kept))))
+        if kept.is_empty() {
+            return Ok(Ok(None));
+        }
+        let text = &mut self.at.text;
+        let start = text.len();
+        text.push('[');
+        for (n, item) in kept.into_iter().enumerate() {
+            if n > 0 {
+                text.push(',');
+            }
+            text.extend_from_within(item);
+        }
+        text.push(']');
+        Ok(Ok(Some(start..text.len())))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Projected, A::Error> {
         let first = map.next_key::<Key<'de>>()?;
         if first.as_ref().is_some_and(|k| k.as_str() == NUMBER_TOKEN) {
-            let text: String = map.next_value()?;
-            let number = Number::from_str(&text).map_err(A::Error::custom)?;
-            drain(&mut map, false)?;
-            return Ok(self.primitive("a number", || Value::Number(number)));
+            drain(&mut map, true)?;
+            return Ok(self.not_an_object("a number"));
         }
         match self.shape {
-            Shape::Primitive => {
+            Shape::Primitive | Shape::Decimal => {
+                // Not reached: a primitive member is read as text.
                 drain(&mut map, first.is_some())?;
                 Ok(self.fault("expected a primitive value, found an object"))
             }
             Shape::Complex(members) => {
                 let object =
-                    stream_object(&mut map, first, members, self.path, self.allow_contained)?;
-                Ok(object.map(|o| Some(Value::Object(o))))
+                    stream_object(&mut map, first, members, self.at, self.allow_contained)?;
+                Ok(object.map(Some))
             }
             Shape::Contained => {
                 if !self.allow_contained {
@@ -512,12 +661,9 @@ impl<'de> Visitor<'de> for ShapeSeed<'_> {
                     return Ok(Ok(None));
                 }
                 let object = lazy
-                    .project(&[MEDICATION], self.path, false)
+                    .project(&[MEDICATION], self.at, false, Some("Medication"))
                     .map_err(A::Error::custom)?;
-                Ok(object.map(|mut o| {
-                    o.insert("resourceType".into(), Value::String("Medication".into()));
-                    Some(Value::Object(o))
-                }))
+                Ok(object.map(Some))
             }
         }
     }
@@ -528,22 +674,22 @@ fn stream_object<'de, A: MapAccess<'de>>(
     map: &mut A,
     first: Option<Key<'de>>,
     members: &'static [Members],
-    path: &mut String,
+    at: &mut Scratch,
     allow_contained: bool,
-) -> Result<Result<Map<String, Value>, ShapeError>, A::Error> {
+) -> Result<Result<Range<usize>, ShapeError>, A::Error> {
     let mut slots = Slots::new(members);
     let mut key = first;
     while let Some(k) = key {
         match slots.find(k.as_str()) {
             Some((i, name, shape)) => {
-                let len = enter(path, name);
+                let len = enter(&mut at.path, name);
                 let value = map.next_value_seed(ShapeSeed {
                     shape,
-                    path: &mut *path,
+                    at: &mut *at,
                     allow_contained,
                     in_array: false,
                 })?;
-                path.truncate(len);
+                at.path.truncate(len);
                 slots.values[i] = Some(value);
             }
             None => {
@@ -552,7 +698,7 @@ fn stream_object<'de, A: MapAccess<'de>>(
         }
         key = map.next_key()?;
     }
-    Ok(slots.finish())
+    Ok(slots.finish(&mut at.text, None))
 }
 
 /// An object's members kept as text, for an object whose type is known only after them.
@@ -582,29 +728,31 @@ impl<'a> Lazy<'a> {
             .and_then(|v| v.as_str().map(str::to_owned)))
     }
 
+    /// The object projected to `members` (with `resource_type` last, for a resource).
     fn project(
         &self,
         members: &'static [Members],
-        path: &mut String,
+        at: &mut Scratch,
         allow_contained: bool,
-    ) -> Result<Result<Map<String, Value>, ShapeError>, serde_json::Error> {
+        resource_type: Option<&str>,
+    ) -> Result<Result<Range<usize>, ShapeError>, serde_json::Error> {
         let mut slots = Slots::new(members);
         for (k, raw) in &self.0 {
             let Some((i, name, shape)) = slots.find(k.as_str()) else {
                 continue;
             };
-            let len = enter(path, name);
+            let len = enter(&mut at.path, name);
             let value = ShapeSeed {
                 shape,
-                path: &mut *path,
+                at: &mut *at,
                 allow_contained,
                 in_array: false,
             }
-            .deserialize(&mut serde_json::Deserializer::from_str(raw.get()))?;
-            path.truncate(len);
+            .read_raw(raw)?;
+            at.path.truncate(len);
             slots.values[i] = Some(value);
         }
-        Ok(slots.finish())
+        Ok(slots.finish(&mut at.text, resource_type))
     }
 }
 
@@ -634,11 +782,12 @@ pub(crate) enum Scanned<'a> {
     NotAResource,
     /// A resource of a type the snapshot does not read, unread.
     Unread(String),
-    /// A resource read: its type, its `id` (for messages) and its projected members.
+    /// A resource read: its type, its `id` (for messages) and its projection, as JSON text
+    /// (`resourceType` last).
     Resource {
         rt: String,
         id: Option<String>,
-        projected: Result<Map<String, Value>, ShapeError>,
+        projected: Result<String, ShapeError>,
     },
     /// A Bundle (only where a payload may be one): its shell, its entries' resources as text.
     Bundle(Shell<'a>),
@@ -677,6 +826,15 @@ fn next_link(link: &Value) -> Option<String> {
 /// Reads one JSON text: a resource (projected) or, when `bundle`, a Bundle's shell. The error is
 /// the text's JSON syntax error.
 pub(crate) fn scan(text: &str, bundle: bool) -> Result<Scanned<'_>, serde_json::Error> {
+    scan_with(text, bundle, Decimals::Strings)
+}
+
+/// [`scan`], with decimals written as `decimals` says.
+pub(crate) fn scan_with(
+    text: &str,
+    bundle: bool,
+    decimals: Decimals,
+) -> Result<Scanned<'_>, serde_json::Error> {
     let start = text.trim_start_matches([' ', '\t', '\n', '\r']);
     if !start.starts_with('{') {
         // Not an object: only its syntax matters (and the message of a syntax error).
@@ -684,16 +842,29 @@ pub(crate) fn scan(text: &str, bundle: bool) -> Result<Scanned<'_>, serde_json::
         return Ok(Scanned::NotAResource);
     }
     let mut de = serde_json::Deserializer::from_str(text);
-    let streamed = de.deserialize_map(Top { bundle })?;
+    let bytes = text.len();
+    let streamed = de.deserialize_map(Top {
+        bundle,
+        bytes,
+        decimals,
+    })?;
     de.end()?;
     match streamed {
         Some(scanned) => Ok(scanned),
-        None => lazy_scan(serde_json::from_str(text)?, bundle),
+        None => lazy_scan(
+            serde_json::from_str(text)?,
+            bundle,
+            Scratch::new(bytes, decimals),
+        ),
     }
 }
 
 /// An object whose first member is not its only `resourceType`, member by member.
-fn lazy_scan(lazy: Lazy<'_>, bundle: bool) -> Result<Scanned<'_>, serde_json::Error> {
+fn lazy_scan(
+    lazy: Lazy<'_>,
+    bundle: bool,
+    mut at: Scratch,
+) -> Result<Scanned<'_>, serde_json::Error> {
     let Some(rt) = lazy.string("resourceType")? else {
         return Ok(Scanned::NotAResource);
     };
@@ -714,13 +885,18 @@ fn lazy_scan(lazy: Lazy<'_>, bundle: bool) -> Result<Scanned<'_>, serde_json::Er
         return Ok(Scanned::Unread(rt));
     };
     let id = lazy.string("id")?;
-    let projected = lazy.project(members, &mut String::new(), true)?;
+    let projected = lazy
+        .project(members, &mut at, true, Some(&rt))?
+        .map(|range| at.into_text(range));
     Ok(Scanned::Resource { rt, id, projected })
 }
 
 /// The top-level object, streamed when `resourceType` comes first (`None`: read it lazily).
 struct Top {
     bundle: bool,
+    /// The text's length (the projection's buffer is sized from it).
+    bytes: usize,
+    decimals: Decimals,
 }
 
 impl<'de> Visitor<'de> for Top {
@@ -760,7 +936,7 @@ impl<'de> Visitor<'de> for Top {
         };
         let mut slots = Slots::new(members);
         let mut id = None;
-        let mut path = String::new();
+        let mut at = Scratch::new(self.bytes, self.decimals);
         while let Some(k) = map.next_key::<Key<'de>>()? {
             let name = k.as_str();
             if name == "resourceType" {
@@ -771,29 +947,28 @@ impl<'de> Visitor<'de> for Top {
                 map.next_value::<IgnoredAny>()?;
                 continue;
             };
-            path.clear();
-            path.push_str(name);
+            at.path.clear();
+            at.path.push_str(name);
             let seed = ShapeSeed {
                 shape,
-                path: &mut path,
+                at: &mut at,
                 allow_contained: true,
                 in_array: false,
             };
             let value = if name == "id" {
                 // Also kept as text for the messages about this resource.
-                let v: Value = map.next_value()?;
-                id = v.as_str().map(str::to_owned);
-                seed.deserialize(&v).map_err(A::Error::custom)?
+                let raw: &'de RawValue = map.next_value()?;
+                id = serde_json::from_str::<String>(raw.get()).ok();
+                seed.read_raw(raw).map_err(A::Error::custom)?
             } else {
                 map.next_value_seed(seed)?
             };
             slots.values[i] = Some(value);
         }
-        Ok(Some(Scanned::Resource {
-            rt,
-            id,
-            projected: slots.finish(),
-        }))
+        let projected = slots
+            .finish(&mut at.text, Some(&rt))
+            .map(|range| at.into_text(range));
+        Ok(Some(Scanned::Resource { rt, id, projected }))
     }
 }
 
@@ -1021,7 +1196,8 @@ mod tests {
             "status": "final", "id": "o1", "resourceType": "Observation"}"#;
         let a = project(first).unwrap();
         assert_eq!(a, project(last).unwrap());
-        assert_eq!(a["valueQuantity"]["value"].to_string(), "7.50");
+        // A decimal's digits as written, as a string for fhirbolt's typed read (`Decimals`).
+        assert_eq!(a["valueQuantity"]["value"], "7.50");
         // Members in the tables' order, resourceType last, wherever they were in the text.
         let keys: Vec<&String> = a.as_object().unwrap().keys().collect();
         assert_eq!(
@@ -1042,6 +1218,54 @@ mod tests {
         let p = project(r#"{"resourceType": "Encounter", "resourceType": "Patient", "id": "p"}"#)
             .unwrap();
         assert_eq!(p["resourceType"], "Patient");
+    }
+
+    #[test]
+    fn resources_read_through_fhirbolts_enum_hold_no_decimal() {
+        // `read::typed_record` gives these to fhirbolt's `Resource` enum, which wants decimals
+        // as numbers, with the projection's decimals as strings: they must have none.
+        fn has_decimal(members: &[Members]) -> bool {
+            members
+                .iter()
+                .copied()
+                .flatten()
+                .any(|(_, shape)| match shape {
+                    Shape::Decimal => true,
+                    Shape::Complex(inner) => has_decimal(inner),
+                    Shape::Primitive | Shape::Contained => false,
+                })
+        }
+        for rt in [
+            "MedicationAdministration",
+            "MedicationRequest",
+            "Medication",
+        ] {
+            assert!(!has_decimal(resource_members(rt).unwrap()), "{rt}");
+        }
+        assert!(has_decimal(resource_members("Observation").unwrap()));
+    }
+
+    #[test]
+    fn primitives_are_copied_as_written_and_checked() {
+        let p = project(
+            r#"{"resourceType": "Observation", "status": "fi\"nal\u00e9",
+            "effectiveTiming": {"event": ["2026-01-01", null, "2026-01-02"]},
+            "valueQuantity": {"value": -1.250E-3}}"#,
+        )
+        .unwrap();
+        assert_eq!(p["status"], "fi\"nal\u{e9}");
+        assert_eq!(
+            p["effectiveTiming"]["event"],
+            json!(["2026-01-01", "2026-01-02"])
+        );
+        assert_eq!(p["valueQuantity"]["value"], "-1.250e-3");
+        let e = pj(json!({"resourceType": "Observation",
+            "effectiveTiming": {"event": ["2026", ["2027"]]}}))
+        .unwrap_err();
+        assert_eq!(e.path, "effectiveTiming.event[1]");
+        assert_eq!(e.problem, "an array inside an array is not FHIR JSON");
+        let e = pj(json!({"resourceType": "Observation", "status": {"a": 1}})).unwrap_err();
+        assert_eq!(e.problem, "expected a primitive value, found an object");
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! Resources are read one by one: [`crate::project`] keeps the members the snapshot reads
 //! (unknown fields, extensions and vendor additions are dropped unread) and fhirbolt reads that
-//! through its `Resource` enum in **strict** mode. A resource that breaks the R4 model (a
+//! as the resource's own type (`Observation`, not the `Resource` enum, which would first build
+//! a generic element tree of it) in **strict** mode. A resource that breaks the R4 model (a
 //! required field missing, a value of the wrong type) is refused, and the caller reports it as a
 //! data-quality warning with its id (`unreadable:Observation/o1`). Nothing outside this module
 //! sees a fhirbolt type; the records below hold only what the snapshot needs, as text, so that
@@ -10,9 +11,10 @@
 
 use fhirbolt::model::r4::Resource;
 use fhirbolt::model::r4::resources::{
-    ConditionOnset, MedicationAdministrationEffective, MedicationAdministrationMedication,
-    MedicationRequestMedication, ObservationComponentValue, ObservationEffective, ObservationValue,
-    ProcedurePerformed,
+    Condition, ConditionOnset, Flag, Medication, MedicationAdministration,
+    MedicationAdministrationEffective, MedicationAdministrationMedication, MedicationRequest,
+    MedicationRequestMedication, Observation, ObservationComponentValue, ObservationEffective,
+    ObservationValue, OperationOutcome, Patient, Procedure, ProcedurePerformed,
 };
 use fhirbolt::model::r4::types::{CodeableConcept, Period, Quantity, Reference};
 use fhirbolt::serde::{DeserializationConfig, DeserializationMode};
@@ -199,12 +201,46 @@ pub(crate) fn record_of(scanned: Scanned<'_>) -> Result<Record, Unreadable> {
         },
         reason,
     };
-    let mut projected = projected.map_err(|e| unreadable(e.to_string()))?;
-    projected.insert("resourceType".into(), serde_json::Value::String(rt.clone()));
-    let resource: Resource =
-        fhirbolt::json::from_json_value(serde_json::Value::Object(projected), config())
-            .map_err(|e| unreadable(e.to_string()))?;
-    Ok(record(resource))
+    let projected = projected.map_err(|e| unreadable(e.to_string()))?;
+    typed_record(&rt, &projected).map_err(unreadable)
+}
+
+/// Reads a projection as its resource's own type (decimals written as strings:
+/// [`project::Decimals`]): fhirbolt's `Resource` enum would first build a generic element tree
+/// of the resource and read the type from that (issue 9). A resource with `contained`
+/// resources goes through the enum (its contained Medication has no decimal): a resource inside
+/// a resource is where fhirbolt's typed read of a `Bundle` fails on valid JSON (a primitive
+/// after a nested resource), so it is not trusted with one here.
+fn typed_record(rt: &str, projected: &str) -> Result<Record, String> {
+    fn typed<T: fhirbolt::serde::DeserializeResourceOwned>(projected: &str) -> Result<T, String> {
+        fhirbolt::json::from_str(projected, config()).map_err(|e| e.to_string())
+    }
+    match rt {
+        "Patient" => typed(projected).map(patient),
+        "Observation" => typed(projected).map(observation),
+        "Condition" => typed(projected).map(condition),
+        "Procedure" => typed(projected).map(procedure),
+        "Medication" => typed(projected).map(medication),
+        "Flag" => typed(projected).map(flag),
+        "OperationOutcome" => typed(projected).map(operation_outcome),
+        _ => typed::<Resource>(projected).map(record),
+    }
+}
+
+/// The record of a resource read through fhirbolt's `Resource` enum.
+fn record(resource: Resource) -> Record {
+    match resource {
+        Resource::Patient(p) => patient(*p),
+        Resource::Observation(o) => observation(*o),
+        Resource::Condition(c) => condition(*c),
+        Resource::Procedure(p) => procedure(*p),
+        Resource::MedicationAdministration(m) => medication_administration(*m),
+        Resource::MedicationRequest(m) => medication_request(*m),
+        Resource::Medication(m) => medication(*m),
+        Resource::Flag(f) => flag(*f),
+        Resource::OperationOutcome(o) => operation_outcome(*o),
+        _ => Record::Other("other resource"),
+    }
 }
 
 fn codings(cc: Option<&CodeableConcept>) -> Vec<Coding> {
@@ -285,158 +321,173 @@ fn component_value(v: &ObservationComponentValue) -> Value {
     }
 }
 
-fn record(resource: Resource) -> Record {
-    match resource {
-        Resource::Patient(p) => Record::Patient(PatientRecord {
-            id: p.id.and_then(|i| i.value),
-            gender: p.gender.and_then(|g| g.value),
-            birth_date: p.birth_date.and_then(|d| d.value),
+fn patient(p: Patient) -> Record {
+    Record::Patient(PatientRecord {
+        id: p.id.and_then(|i| i.value),
+        gender: p.gender.and_then(|g| g.value),
+        birth_date: p.birth_date.and_then(|d| d.value),
+    })
+}
+
+fn observation(o: Observation) -> Record {
+    Record::Observation(ObservationRecord {
+        id: o.id.and_then(|i| i.value),
+        subject: reference(o.subject.as_deref()),
+        status: o.status.value.unwrap_or_default(),
+        codings: codings(Some(&o.code)),
+        effective: o.effective.as_ref().map(|e| match e {
+            ObservationEffective::DateTime(d) => d
+                .value
+                .clone()
+                .map_or(When::Other("dateTime without value"), When::At),
+            ObservationEffective::Instant(i) => i
+                .value
+                .clone()
+                .map_or(When::Other("instant without value"), When::At),
+            ObservationEffective::Period(p) => period(p),
+            ObservationEffective::Timing(_) => When::Other("effectiveTiming"),
+            ObservationEffective::Invalid => When::Other("invalid effective"),
         }),
-        Resource::Observation(o) => Record::Observation(ObservationRecord {
-            id: o.id.and_then(|i| i.value),
-            subject: reference(o.subject.as_deref()),
-            status: o.status.value.unwrap_or_default(),
-            codings: codings(Some(&o.code)),
-            effective: o.effective.as_ref().map(|e| match e {
-                ObservationEffective::DateTime(d) => d
-                    .value
-                    .clone()
-                    .map_or(When::Other("dateTime without value"), When::At),
-                ObservationEffective::Instant(i) => i
-                    .value
-                    .clone()
-                    .map_or(When::Other("instant without value"), When::At),
-                ObservationEffective::Period(p) => period(p),
-                ObservationEffective::Timing(_) => When::Other("effectiveTiming"),
-                ObservationEffective::Invalid => When::Other("invalid effective"),
-            }),
-            issued: o.issued.and_then(|i| i.value),
-            value: o.value.as_ref().map(observation_value),
-            components: o
-                .component
-                .iter()
-                .map(|c| Component {
-                    codings: codings(Some(&c.code)),
-                    value: c.value.as_ref().map(component_value),
-                })
-                .collect(),
-        }),
-        Resource::Condition(c) => Record::Condition(ConditionRecord {
-            id: c.id.and_then(|i| i.value),
-            subject: reference(Some(&c.subject)),
-            clinical_status: codings(c.clinical_status.as_deref())
-                .into_iter()
-                .next()
-                .map(|c| c.code),
-            verification_status: codings(c.verification_status.as_deref())
-                .into_iter()
-                .next()
-                .map(|c| c.code),
-            codings: codings(c.code.as_deref()),
-            onset: c.onset.as_ref().map(|o| match o {
-                ConditionOnset::DateTime(d) => d
-                    .value
-                    .clone()
-                    .map_or(When::Other("dateTime without value"), When::At),
-                ConditionOnset::Period(p) => period(p),
-                ConditionOnset::Age(_) => When::Other("onsetAge"),
-                ConditionOnset::Range(_) => When::Other("onsetRange"),
-                ConditionOnset::String(_) => When::Other("onsetString"),
-                ConditionOnset::Invalid => When::Other("invalid onset"),
-            }),
-            recorded: c.recorded_date.and_then(|d| d.value),
-        }),
-        Resource::Procedure(p) => Record::Procedure(ProcedureRecord {
-            id: p.id.and_then(|i| i.value),
-            subject: reference(Some(&p.subject)),
-            status: p.status.value.unwrap_or_default(),
-            codings: codings(p.code.as_deref()),
-            performed: p.performed.as_ref().map(|w| match w {
-                ProcedurePerformed::DateTime(d) => d
-                    .value
-                    .clone()
-                    .map_or(When::Other("dateTime without value"), When::At),
-                ProcedurePerformed::Period(p) => period(p),
-                ProcedurePerformed::String(_) => When::Other("performedString"),
-                ProcedurePerformed::Age(_) => When::Other("performedAge"),
-                ProcedurePerformed::Range(_) => When::Other("performedRange"),
-                ProcedurePerformed::Invalid => When::Other("invalid performed"),
-            }),
-        }),
-        Resource::MedicationAdministration(m) => {
-            let (codes, reference_) = match &m.medication {
-                MedicationAdministrationMedication::CodeableConcept(cc) => {
-                    (codings(Some(cc)), None)
-                }
-                MedicationAdministrationMedication::Reference(r) => {
-                    (contained_codes(&m.contained, r), reference(Some(r)))
-                }
-                MedicationAdministrationMedication::Invalid => (Vec::new(), None),
-            };
-            Record::Medication(MedicationRecord {
-                id: m.id.and_then(|i| i.value),
-                kind: MedicationKind::Administration,
-                subject: reference(Some(&m.subject)),
-                status: m.status.value.unwrap_or_default(),
-                codings: codes,
-                medication_reference: reference_,
-                when: Some(match &m.effective {
-                    MedicationAdministrationEffective::DateTime(d) => d
-                        .value
-                        .clone()
-                        .map_or(When::Other("dateTime without value"), When::At),
-                    MedicationAdministrationEffective::Period(p) => period(p),
-                    MedicationAdministrationEffective::Invalid => When::Other("invalid effective"),
-                }),
+        issued: o.issued.and_then(|i| i.value),
+        value: o.value.as_ref().map(observation_value),
+        components: o
+            .component
+            .iter()
+            .map(|c| Component {
+                codings: codings(Some(&c.code)),
+                value: c.value.as_ref().map(component_value),
             })
+            .collect(),
+    })
+}
+
+fn condition(c: Condition) -> Record {
+    Record::Condition(ConditionRecord {
+        id: c.id.and_then(|i| i.value),
+        subject: reference(Some(&c.subject)),
+        clinical_status: codings(c.clinical_status.as_deref())
+            .into_iter()
+            .next()
+            .map(|c| c.code),
+        verification_status: codings(c.verification_status.as_deref())
+            .into_iter()
+            .next()
+            .map(|c| c.code),
+        codings: codings(c.code.as_deref()),
+        onset: c.onset.as_ref().map(|o| match o {
+            ConditionOnset::DateTime(d) => d
+                .value
+                .clone()
+                .map_or(When::Other("dateTime without value"), When::At),
+            ConditionOnset::Period(p) => period(p),
+            ConditionOnset::Age(_) => When::Other("onsetAge"),
+            ConditionOnset::Range(_) => When::Other("onsetRange"),
+            ConditionOnset::String(_) => When::Other("onsetString"),
+            ConditionOnset::Invalid => When::Other("invalid onset"),
+        }),
+        recorded: c.recorded_date.and_then(|d| d.value),
+    })
+}
+
+fn procedure(p: Procedure) -> Record {
+    Record::Procedure(ProcedureRecord {
+        id: p.id.and_then(|i| i.value),
+        subject: reference(Some(&p.subject)),
+        status: p.status.value.unwrap_or_default(),
+        codings: codings(p.code.as_deref()),
+        performed: p.performed.as_ref().map(|w| match w {
+            ProcedurePerformed::DateTime(d) => d
+                .value
+                .clone()
+                .map_or(When::Other("dateTime without value"), When::At),
+            ProcedurePerformed::Period(p) => period(p),
+            ProcedurePerformed::String(_) => When::Other("performedString"),
+            ProcedurePerformed::Age(_) => When::Other("performedAge"),
+            ProcedurePerformed::Range(_) => When::Other("performedRange"),
+            ProcedurePerformed::Invalid => When::Other("invalid performed"),
+        }),
+    })
+}
+
+fn medication_administration(m: MedicationAdministration) -> Record {
+    let (codes, reference_) = match &m.medication {
+        MedicationAdministrationMedication::CodeableConcept(cc) => (codings(Some(cc)), None),
+        MedicationAdministrationMedication::Reference(r) => {
+            (contained_codes(&m.contained, r), reference(Some(r)))
         }
-        Resource::MedicationRequest(m) => {
-            let (codes, reference_) = match &m.medication {
-                MedicationRequestMedication::CodeableConcept(cc) => (codings(Some(cc)), None),
-                MedicationRequestMedication::Reference(r) => {
-                    (contained_codes(&m.contained, r), reference(Some(r)))
-                }
-                MedicationRequestMedication::Invalid => (Vec::new(), None),
-            };
-            Record::Medication(MedicationRecord {
-                id: m.id.and_then(|i| i.value),
-                kind: MedicationKind::Request,
-                subject: reference(Some(&m.subject)),
-                status: m.status.value.unwrap_or_default(),
-                codings: codes,
-                medication_reference: reference_,
-                when: m.authored_on.and_then(|d| d.value).map(When::At),
+        MedicationAdministrationMedication::Invalid => (Vec::new(), None),
+    };
+    Record::Medication(MedicationRecord {
+        id: m.id.and_then(|i| i.value),
+        kind: MedicationKind::Administration,
+        subject: reference(Some(&m.subject)),
+        status: m.status.value.unwrap_or_default(),
+        codings: codes,
+        medication_reference: reference_,
+        when: Some(match &m.effective {
+            MedicationAdministrationEffective::DateTime(d) => d
+                .value
+                .clone()
+                .map_or(When::Other("dateTime without value"), When::At),
+            MedicationAdministrationEffective::Period(p) => period(p),
+            MedicationAdministrationEffective::Invalid => When::Other("invalid effective"),
+        }),
+    })
+}
+
+fn medication_request(m: MedicationRequest) -> Record {
+    let (codes, reference_) = match &m.medication {
+        MedicationRequestMedication::CodeableConcept(cc) => (codings(Some(cc)), None),
+        MedicationRequestMedication::Reference(r) => {
+            (contained_codes(&m.contained, r), reference(Some(r)))
+        }
+        MedicationRequestMedication::Invalid => (Vec::new(), None),
+    };
+    Record::Medication(MedicationRecord {
+        id: m.id.and_then(|i| i.value),
+        kind: MedicationKind::Request,
+        subject: reference(Some(&m.subject)),
+        status: m.status.value.unwrap_or_default(),
+        codings: codes,
+        medication_reference: reference_,
+        when: m.authored_on.and_then(|d| d.value).map(When::At),
+    })
+}
+
+fn medication(m: Medication) -> Record {
+    Record::MedicationDefinition(MedicationDefinition {
+        id: m.id.and_then(|i| i.value),
+        codings: codings(m.code.as_deref()),
+    })
+}
+
+fn flag(f: Flag) -> Record {
+    Record::Flag(FlagRecord {
+        id: f.id.and_then(|i| i.value),
+        subject: reference(Some(&f.subject)),
+        status: f.status.value.unwrap_or_default(),
+        codings: codings(Some(&f.code)),
+        period: f.period.as_deref().map(period),
+    })
+}
+
+fn operation_outcome(o: OperationOutcome) -> Record {
+    Record::OperationOutcome(
+        o.issue
+            .iter()
+            .map(|i| {
+                let severity = i.severity.value.clone().unwrap_or_default();
+                let code = i.code.value.clone().unwrap_or_default();
+                let text = i
+                    .details
+                    .as_ref()
+                    .and_then(|d| d.text.as_ref())
+                    .and_then(|t| t.value.clone());
+                let diag = i.diagnostics.as_ref().and_then(|d| d.value.clone());
+                format!("{severity} {code}: {}", text.or(diag).unwrap_or_default())
             })
-        }
-        Resource::Medication(m) => Record::MedicationDefinition(MedicationDefinition {
-            id: m.id.and_then(|i| i.value),
-            codings: codings(m.code.as_deref()),
-        }),
-        Resource::Flag(f) => Record::Flag(FlagRecord {
-            id: f.id.and_then(|i| i.value),
-            subject: reference(Some(&f.subject)),
-            status: f.status.value.unwrap_or_default(),
-            codings: codings(Some(&f.code)),
-            period: f.period.as_deref().map(period),
-        }),
-        Resource::OperationOutcome(o) => Record::OperationOutcome(
-            o.issue
-                .iter()
-                .map(|i| {
-                    let severity = i.severity.value.clone().unwrap_or_default();
-                    let code = i.code.value.clone().unwrap_or_default();
-                    let text = i
-                        .details
-                        .as_ref()
-                        .and_then(|d| d.text.as_ref())
-                        .and_then(|t| t.value.clone());
-                    let diag = i.diagnostics.as_ref().and_then(|d| d.value.clone());
-                    format!("{severity} {code}: {}", text.or(diag).unwrap_or_default())
-                })
-                .collect(),
-        ),
-        _ => Record::Other("other resource"),
-    }
+            .collect(),
+    )
 }
 
 /// The codes of a `#id` reference to a contained Medication.
@@ -479,4 +530,149 @@ fn resource_type_name(rt: &str) -> &'static str {
         .find(|n| **n == rt)
         .copied()
         .unwrap_or("other resource")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::project::{Decimals, scan_with};
+
+    /// A resource read as the service reads it (typed, decimals as strings) and through
+    /// fhirbolt's `Resource` enum (decimals as numbers, as before issue 9's change).
+    fn both_ways(text: &str) -> (Result<Record, String>, Result<Record, String>) {
+        let read = |decimals| match scan_with(text, false, decimals).expect("JSON") {
+            Scanned::Resource { rt, projected, .. } => {
+                Ok((rt, projected.map_err(|e| e.to_string())?))
+            }
+            _ => Err("not a resource read".to_string()),
+        };
+        let typed = read(Decimals::Strings).and_then(|(rt, p)| typed_record(&rt, &p));
+        let through_enum = read(Decimals::Numbers).and_then(|(_, p)| {
+            fhirbolt::json::from_str::<Resource>(&p, config())
+                .map(record)
+                .map_err(|e| e.to_string())
+        });
+        (typed, through_enum)
+    }
+
+    fn agree(text: &str) -> Result<Record, String> {
+        let (typed, through_enum) = both_ways(text);
+        assert_eq!(
+            typed.is_ok(),
+            through_enum.is_ok(),
+            "{text}: typed {typed:?}, enum {through_enum:?}"
+        );
+        if let (Ok(a), Ok(b)) = (&typed, &through_enum) {
+            assert_eq!(a, b, "{text}");
+        }
+        typed
+    }
+
+    #[test]
+    fn the_typed_read_gives_what_the_enum_gave_for_every_mimic_resource() {
+        let path = lrt_engine::testing::shared_dir()
+            .join("data/mimic-iv-demo-fhir/mimic-iv-demo-icu-resp.transactions.ndjson");
+        let text = std::fs::read_to_string(&path).expect("the MIMIC transactions");
+        let mut read = 0;
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let bundle: serde_json::Value = serde_json::from_str(line).expect("a transaction");
+            for entry in bundle["entry"].as_array().expect("entries") {
+                let record = agree(&entry["resource"].to_string());
+                assert!(record.is_ok(), "{}: {record:?}", entry["resource"]["id"]);
+                read += 1;
+            }
+        }
+        assert!(read >= 5000, "{read} resources");
+    }
+
+    #[test]
+    fn decimals_keep_their_digits_in_every_member_that_holds_one() {
+        let cases = [
+            r#"{"resourceType": "Observation", "id": "q", "status": "final", "code": {"text": "PaO2"},
+                "effectivePeriod": {"start": "2026-01-01", "end": "2026-01-02T10:00:00+02:00"},
+                "valueQuantity": {"value": 7.50, "comparator": "<", "unit": "kPa",
+                                  "system": "http://unitsofmeasure.org", "code": "kPa"},
+                "component": [{"code": {"text": "a"}, "valueQuantity": {"value": -0.0500}},
+                              {"code": {"text": "b"}, "valueQuantity": {"value": 1e2}},
+                              {"code": {"text": "b"}, "valueQuantity": {"value": 1.50E02}},
+                              {"code": {"text": "b"}, "valueQuantity": {"value": 2E-2}},
+                              {"code": {"text": "b"}, "valueQuantity": {"value": 3e+2}},
+                              {"code": {"text": "c"}, "valueInteger": 5},
+                              {"code": {"text": "d"}, "valueBoolean": false}]}"#,
+            r#"{"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                "valueSampledData": {"origin": {"value": 1.0}, "period": 0.5, "factor": 1.50,
+                                     "lowerLimit": -3, "upperLimit": 3E+1, "dimensions": 1,
+                                     "data": "1 2 E"}}"#,
+            r#"{"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                "valueRatio": {"numerator": {"value": 1}, "denominator": {"value": 3.000}},
+                "effectiveTiming": {"event": ["2026-01-01", "2026-01-02"]}}"#,
+            r#"{"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                "valueRange": {"low": {"value": 0.1}, "high": {"value": 10}}}"#,
+            r#"{"resourceType": "Condition", "subject": {"reference": "Patient/p"},
+                "code": {"coding": [{"system": "s", "code": "c"}]},
+                "onsetAge": {"value": 65.5, "unit": "a", "system": "http://unitsofmeasure.org", "code": "a"}}"#,
+            r#"{"resourceType": "Procedure", "status": "completed", "subject": {"reference": "Patient/p"},
+                "performedRange": {"low": {"value": 1}, "high": {"value": 2.25}}}"#,
+            r##"{"resourceType": "MedicationAdministration", "id": "m1",
+                "contained": [{"resourceType": "Medication", "id": "med", "code": {"text": "NO"}}],
+                "status": "completed", "medicationReference": {"reference": "#med"},
+                "subject": {"reference": "Patient/p"}, "effectivePeriod": {"start": "2026-01-01"}}"##,
+            r#"{"resourceType": "MedicationRequest", "status": "active", "intent": "order",
+                "medicationCodeableConcept": {"coding": [{"system": "s", "code": "c"}]},
+                "subject": {"reference": "Patient/p"}, "authoredOn": "2026-01-01"}"#,
+            r#"{"resourceType": "Flag", "status": "active", "code": {"text": "x"},
+                "subject": {"reference": "Patient/p"}, "period": {"start": "2026"}}"#,
+            r#"{"resourceType": "OperationOutcome",
+                "issue": [{"severity": "error", "code": "not-found", "diagnostics": "gone"}]}"#,
+            r#"{"resourceType": "Patient", "id": "p", "gender": "female", "birthDate": "1950"}"#,
+        ];
+        for case in cases {
+            let record = agree(case);
+            assert!(record.is_ok(), "{case}: {record:?}");
+        }
+        let Ok(Record::Observation(o)) = agree(cases[0]) else {
+            panic!("an observation")
+        };
+        let value = |v: &Option<Value>| match v {
+            Some(Value::Quantity { value, .. }) => value.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(value(&o.value).as_deref(), Some("7.50"));
+        assert_eq!(value(&o.components[0].value).as_deref(), Some("-0.0500"));
+        // An exponent as serde_json wrote it for fhirbolt's enum: `e`, with its sign.
+        let exponents: Vec<_> = (1..5).map(|i| value(&o.components[i].value)).collect();
+        assert_eq!(
+            exponents,
+            ["1e+2", "1.50e+02", "2e-2", "3e+2"].map(|e| Some(e.to_string()))
+        );
+    }
+
+    #[test]
+    fn what_the_enum_refused_the_typed_read_refuses() {
+        for case in [
+            // No status (required).
+            r#"{"resourceType": "Observation", "code": {"text": "x"}}"#,
+            // A decimal written as a boolean or an object.
+            r#"{"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                "valueQuantity": {"value": true}}"#,
+            r#"{"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                "valueQuantity": {"value": {"v": 1}}}"#,
+            // An integer with a fraction, a string where a boolean is.
+            r#"{"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                "valueInteger": 5.5}"#,
+            r#"{"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                "valueBoolean": "yes"}"#,
+        ] {
+            assert!(agree(case).is_err(), "{case}");
+        }
+        // A decimal written as a string is not FHIR JSON, but fhirbolt's enum took it: so does
+        // the typed read (the mapping then reads its text as any other decimal).
+        let Ok(Record::Observation(o)) = agree(
+            r#"{"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                "valueQuantity": {"value": "7.5"}}"#,
+        ) else {
+            panic!("read")
+        };
+        assert!(matches!(o.value, Some(Value::Quantity { value: Some(v), .. }) if v == "7.5"));
+    }
 }
