@@ -12,7 +12,11 @@
 //!   definitions of the resources and data types read: strict mode proves them on every read);
 //! * no empty arrays, no `null`s, no arrays of arrays, no `_primitive` extension members;
 //! * a primitive (string, number, boolean) wherever FHIR has a primitive, an object wherever
-//!   it has a data type: anything else is refused here with the member's path.
+//!   it has a data type: anything else is refused here with the member's path;
+//! * each decimal's number as its digits in a JSON string, which is how fhirbolt's typed read
+//!   takes a decimal ([`Decimals`]).
+//!
+//! The output is JSON text, written into one buffer per resource as the input is parsed.
 //!
 //! Everything else (extensions, narrative, `meta`, members of resources the snapshot does not
 //! read, vendor additions) is dropped without being looked at: the parser skips it (its syntax
