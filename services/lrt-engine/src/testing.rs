@@ -22,6 +22,33 @@ pub fn shared_dir() -> PathBuf {
     dir
 }
 
+/// Every entry of the MIMIC-IV demo FHIR transactions of the shared folder (86 patients, 5,328
+/// resources), without its `request` part.
+pub fn mimic_entries() -> Vec<serde_json::Value> {
+    let path =
+        shared_dir().join("data/mimic-iv-demo-fhir/mimic-iv-demo-icu-resp.transactions.ndjson");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut entries = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let mut bundle: serde_json::Value = serde_json::from_str(line).expect("a transaction");
+        for mut entry in bundle["entry"].as_array_mut().expect("entries").drain(..) {
+            entry.as_object_mut().expect("an entry").remove("request");
+            entries.push(entry);
+        }
+    }
+    entries
+}
+
+/// [`mimic_entries`] as one collection Bundle (JSON text), as a site's bulk export or a large
+/// `lrt evaluate --bundle` file would be, and the number of its entries.
+pub fn mimic_collection_bundle() -> (String, usize) {
+    let entries = mimic_entries();
+    let n = entries.len();
+    let bundle =
+        serde_json::json!({"resourceType": "Bundle", "type": "collection", "entry": entries});
+    (bundle.to_string(), n)
+}
+
 /// The shipped rule-set version folder.
 pub fn shipped_version_dir() -> PathBuf {
     repo_root().join("rules/lrt-ruleset/0.1.0")

@@ -11,7 +11,6 @@
 //! * `parse_only`: the Bundle's reading alone.
 
 use std::hint::black_box;
-use std::path::PathBuf;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use lrt_engine::RuleSet;
@@ -19,35 +18,10 @@ use lrt_fhir::{Collected, MapOptions, build_snapshot, parse};
 
 const PATIENT: &str = "mimic-10039708";
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// All MIMIC transactions as one collection Bundle (the `request` parts dropped).
-fn merged_bundle() -> (String, usize) {
-    let shared = std::env::var_os("LRT_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("../shared"));
-    let path = shared.join("data/mimic-iv-demo-fhir/mimic-iv-demo-icu-resp.transactions.ndjson");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut entries = Vec::new();
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let mut bundle: serde_json::Value = serde_json::from_str(line).expect("a transaction");
-        for mut entry in bundle["entry"].as_array_mut().expect("entries").drain(..) {
-            entry.as_object_mut().expect("an entry").remove("request");
-            entries.push(entry);
-        }
-    }
-    let n = entries.len();
-    let bundle =
-        serde_json::json!({"resourceType": "Bundle", "type": "collection", "entry": entries});
-    (bundle.to_string(), n)
-}
-
 fn bench(c: &mut Criterion) {
     let rules =
-        RuleSet::load(&repo().join("rules/lrt-ruleset/0.1.0")).expect("the shipped rule set");
-    let (json, n) = merged_bundle();
+        RuleSet::load(&lrt_engine::testing::shipped_version_dir()).expect("the shipped rule set");
+    let (json, n) = lrt_engine::testing::mimic_collection_bundle();
     assert!(n >= 5000, "the merged Bundle has {n} resources");
     let payload = parse(&json).expect("the merged Bundle reads");
     assert_eq!(payload.resources.len(), n, "every resource is readable");

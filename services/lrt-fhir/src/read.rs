@@ -570,17 +570,11 @@ mod tests {
 
     #[test]
     fn the_typed_read_gives_what_the_enum_gave_for_every_mimic_resource() {
-        let path = lrt_engine::testing::shared_dir()
-            .join("data/mimic-iv-demo-fhir/mimic-iv-demo-icu-resp.transactions.ndjson");
-        let text = std::fs::read_to_string(&path).expect("the MIMIC transactions");
         let mut read = 0;
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            let bundle: serde_json::Value = serde_json::from_str(line).expect("a transaction");
-            for entry in bundle["entry"].as_array().expect("entries") {
-                let record = agree(&entry["resource"].to_string());
-                assert!(record.is_ok(), "{}: {record:?}", entry["resource"]["id"]);
-                read += 1;
-            }
+        for entry in lrt_engine::testing::mimic_entries() {
+            let record = agree(&entry["resource"].to_string());
+            assert!(record.is_ok(), "{}: {record:?}", entry["resource"]["id"]);
+            read += 1;
         }
         assert!(read >= 5000, "{read} resources");
     }
