@@ -1,9 +1,10 @@
 //! Several calls' commits in one transaction: the writing half of [`super::group`].
 //!
-//! Each table gets one statement for the whole batch (`UNNEST` of one array per column), so a
-//! batch of 16 calls costs PostgreSQL about as many statements and one commit as a single call
-//! did. What a call stores, and when it stores nothing, is the same as through
-//! [`store_evaluations`] alone:
+//! The whole batch is one statement ([`MEMBERS`]: the `jti`s, the active and shadow
+//! evaluations and the calls' rows, each table's rows as `UNNEST` of one array per column), so a
+//! batch of 16 calls costs PostgreSQL one statement and one commit, and the writer three round
+//! trips (`BEGIN`, the statement, `COMMIT`) unless a call is a retry or pages. What a call
+//! stores, and when it stores nothing, is the same as through [`store_evaluations`] alone:
 //! * a `jti` used before (and not expired): nothing of the call is stored ([`Stored::ReplayedJti`]);
 //! * a `hookInstance` stored before (a retry, or a concurrent call that committed first): nothing
 //!   of the call is stored in the batch; its `jti` insert is undone in the same transaction and
@@ -114,10 +115,17 @@ async fn write(
         .filter_map(|&i| commits[i].jti.as_ref())
         .collect();
     jtis.sort_by(|a, b| (&a.iss, &a.jti).cmp(&(&b.iss, &b.jti)));
-    let fresh = insert_jtis(&mut tx, &jtis).await?;
+    let mut keyed: Vec<usize> = members.to_vec();
+    keyed.sort_by(|&a, &b| {
+        commits[a]
+            .active
+            .hook_instance
+            .cmp(&commits[b].active.hook_instance)
+    });
+    let (fresh, inserted) = insert_members(&mut tx, commits, &jtis, &keyed).await?;
     let mut written = Vec::with_capacity(members.len());
     let mut candidates = Vec::with_capacity(members.len());
-    for &i in members {
+    for &i in &keyed {
         match &commits[i].jti {
             Some(j) if !fresh.contains(&(j.iss.as_str(), j.jti.as_str())) => {
                 written.push((i, Stored::ReplayedJti));
@@ -125,14 +133,6 @@ async fn write(
             _ => candidates.push(i),
         }
     }
-    candidates.sort_by(|&a, &b| {
-        commits[a]
-            .active
-            .hook_instance
-            .cmp(&commits[b].active.hook_instance)
-    });
-    let actives: Vec<&NewEvaluation> = candidates.iter().map(|&i| &commits[i].active).collect();
-    let inserted = insert_evaluations(&mut tx, &actives).await?;
     let (new, stored_before): (Vec<usize>, Vec<usize>) = candidates
         .into_iter()
         .partition(|&i| inserted.contains(&commits[i].active.hook_instance));
@@ -143,11 +143,6 @@ async fn write(
         .filter_map(|&i| commits[i].jti.as_ref())
         .collect();
     delete_jtis(&mut tx, &undo).await?;
-    let shadows: Vec<&NewEvaluation> = new
-        .iter()
-        .filter_map(|&i| commits[i].shadow.as_ref())
-        .collect();
-    insert_evaluations(&mut tx, &shadows).await?;
     let mut paging: Vec<(usize, &crate::service::paging::PagePlan)> = new
         .iter()
         .filter_map(|&i| commits[i].page.as_ref().map(|p| (i, p)))
@@ -158,11 +153,6 @@ async fn write(
         let page = crate::service::paging::outbox::write_page(&mut tx, plan).await?;
         pages.push((i, page));
     }
-    let calls: Vec<&CallRecord> = new
-        .iter()
-        .filter_map(|&i| commits[i].call.as_ref())
-        .collect();
-    insert_calls(&mut tx, &calls).await?;
     tx.commit().await?;
     for i in new {
         let page = pages
@@ -174,36 +164,208 @@ async fn write(
     Ok(written)
 }
 
-/// Records each `jti` once (as [`super::insert_jti`] does): the ones that were new (or whose
-/// earlier use had expired).
-async fn insert_jtis<'j>(
-    tx: &mut Transaction<'_, Postgres>,
-    jtis: &[&'j Jti],
-) -> Result<HashSet<(&'j str, &'j str)>, sqlx::Error> {
-    if jtis.is_empty() {
-        return Ok(HashSet::new());
+/// The columns of an evaluation row, in the order [`bind_evaluations`] binds them.
+const EVALUATION_COLUMNS: &str = "id, hook_instance, role, service_id, hook, patient_id, \
+    fhir_server, client_iss, client_sub, tenant, ruleset_id, ruleset_version, ruleset_sha256, \
+    evaluated_at, snapshot, assessment, prefetch_sources, response, card_uuids, status, latency_ms, \
+    ecmo_category, berlin_category, pf_ratio";
+
+/// The same columns as read from `UNNEST` (the card uuids are bound as array text).
+const EVALUATION_VALUES: &str = "id, hook_instance, role, service_id, hook, patient_id, \
+    fhir_server, client_iss, client_sub, tenant, ruleset_id, ruleset_version, ruleset_sha256, \
+    evaluated_at, snapshot, assessment, prefetch_sources, response, card_uuids::uuid[], status, \
+    latency_ms, ecmo_category, berlin_category, pf_ratio";
+
+/// `UNNEST` of the evaluation arrays bound from parameter `$first` on, as `t`, with `extra`
+/// arrays (and their column names) after them.
+fn evaluation_rows(first: usize, extra: &[(&str, &str)]) -> String {
+    // The type of each of EVALUATION_COLUMNS (the card uuids as array text).
+    const TYPES: &str = "uuid text text text text text text text text text text text text \
+        timestamptz jsonb jsonb jsonb jsonb text int2 float8 text text float8";
+    let mut arrays: Vec<String> = TYPES
+        .split_whitespace()
+        .enumerate()
+        .map(|(k, ty)| format!("${}::{ty}[]", first + k))
+        .collect();
+    let columns = arrays.len();
+    let mut names = EVALUATION_COLUMNS.to_string();
+    for (k, (name, ty)) in extra.iter().enumerate() {
+        arrays.push(format!("${}::{ty}[]", first + columns + k));
+        names.push_str(", ");
+        names.push_str(name);
     }
-    let fresh: Vec<(String, String)> = sqlx::query_as(
-        "INSERT INTO jwt_replay (iss, jti, expires_at) \
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[]) \
-         ON CONFLICT (iss, jti) DO UPDATE SET expires_at = EXCLUDED.expires_at \
-         WHERE jwt_replay.expires_at < now() \
-         RETURNING iss, jti",
-    )
-    .bind(jtis.iter().map(|j| j.iss.as_str()).collect::<Vec<_>>())
-    .bind(jtis.iter().map(|j| j.jti.as_str()).collect::<Vec<_>>())
-    .bind(jtis.iter().map(|j| j.keep_until).collect::<Vec<_>>())
-    .fetch_all(&mut **tx)
-    .await?;
-    Ok(jtis
+    format!("UNNEST({}) AS t({names})", arrays.join(", "))
+}
+
+/// The one statement of a batch (issue 9: each statement, and each round trip to PostgreSQL,
+/// costs the group's writer time in which the calls wait): it records each `jti` once (as
+/// [`super::insert_jti`] does: new, or its earlier use expired), inserts the active evaluation
+/// of each call whose `jti` was fresh (or that has none) unless its `hookInstance` was stored
+/// before, and, for each active evaluation inserted, the shadow evaluation and the call's row.
+/// What it returns: the fresh `jti`s and the `hookInstance`s of the active evaluations
+/// inserted. `jtis` and `keyed` (the members) come in key order.
+const MEMBERS: &str = "WITH j AS ( \
+       INSERT INTO jwt_replay (iss, jti, expires_at) \
+       SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[]) \
+       ON CONFLICT (iss, jti) DO UPDATE SET expires_at = EXCLUDED.expires_at \
+       WHERE jwt_replay.expires_at < now() \
+       RETURNING iss, jti), \
+     a AS ( \
+       INSERT INTO evaluation (@COLUMNS@) SELECT @VALUES@ FROM @ACTIVE@ \
+       WHERE t.jti IS NULL OR EXISTS (SELECT 1 FROM j WHERE j.iss = t.jti_iss AND j.jti = t.jti) \
+       ON CONFLICT (hook_instance, role) DO NOTHING \
+       RETURNING hook_instance), \
+     s AS ( \
+       INSERT INTO evaluation (@COLUMNS@) SELECT @VALUES@ FROM @SHADOW@ \
+       WHERE t.hook_instance IN (SELECT hook_instance FROM a) \
+       ON CONFLICT (hook_instance, role) DO NOTHING), \
+     c AS ( \
+       INSERT INTO hook_call (service_id, hook, hook_instance, status, error_code, latency_ms, \
+         evaluation_id, client_iss, tenant) \
+       SELECT service_id, hook, hook_instance, status, error_code, latency_ms, evaluation_id, \
+         client_iss, tenant \
+       FROM UNNEST($54::text[], $55::text[], $56::text[], $57::int2[], $58::text[], \
+         $59::float8[], $60::uuid[], $61::text[], $62::text[], $63::text[]) \
+         AS t(service_id, hook, hook_instance, status, error_code, latency_ms, evaluation_id, \
+           client_iss, tenant, member) \
+       WHERE t.member IN (SELECT hook_instance FROM a)) \
+   SELECT true, iss, jti FROM j UNION ALL SELECT false, hook_instance, NULL FROM a";
+
+/// [`MEMBERS`] with its evaluation columns filled in (made once).
+fn members_statement() -> &'static str {
+    static STATEMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    STATEMENT.get_or_init(|| {
+        MEMBERS
+            .replace("@COLUMNS@", EVALUATION_COLUMNS)
+            .replace("@VALUES@", EVALUATION_VALUES)
+            .replace(
+                "@ACTIVE@",
+                &evaluation_rows(4, &[("jti_iss", "text"), ("jti", "text")]),
+            )
+            .replace("@SHADOW@", &evaluation_rows(30, &[]))
+    })
+}
+
+/// The fresh `jti`s and the `hookInstance`s inserted, by [`MEMBERS`].
+type Inserted<'j> = (HashSet<(&'j str, &'j str)>, HashSet<String>);
+
+/// Runs [`MEMBERS`] for `keyed` (the batch's members in `hookInstance` order) and `jtis`
+/// (theirs, in key order).
+async fn insert_members<'j>(
+    tx: &mut Transaction<'_, Postgres>,
+    commits: &[Commit],
+    jtis: &[&'j Jti],
+    keyed: &[usize],
+) -> Result<Inserted<'j>, sqlx::Error> {
+    let actives: Vec<&NewEvaluation> = keyed.iter().map(|&i| &commits[i].active).collect();
+    let shadows: Vec<&NewEvaluation> = keyed
         .iter()
-        .filter(|j| {
-            fresh
-                .iter()
-                .any(|(iss, jti)| *iss == j.iss && *jti == j.jti)
+        .filter_map(|&i| commits[i].shadow.as_ref())
+        .collect();
+    let calls: Vec<(&str, &CallRecord)> = keyed
+        .iter()
+        .filter_map(|&i| {
+            let c = &commits[i];
+            c.call
+                .as_ref()
+                .map(|r| (c.active.hook_instance.as_str(), r))
         })
-        .map(|j| (j.iss.as_str(), j.jti.as_str()))
-        .collect())
+        .collect();
+    let query = sqlx::query_as(members_statement())
+        .bind(jtis.iter().map(|j| j.iss.as_str()).collect::<Vec<_>>())
+        .bind(jtis.iter().map(|j| j.jti.as_str()).collect::<Vec<_>>())
+        .bind(jtis.iter().map(|j| j.keep_until).collect::<Vec<_>>());
+    let query = bind_evaluations(query, &actives)
+        .bind(
+            keyed
+                .iter()
+                .map(|&i| commits[i].jti.as_ref().map(|j| j.iss.as_str()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            keyed
+                .iter()
+                .map(|&i| commits[i].jti.as_ref().map(|j| j.jti.as_str()))
+                .collect::<Vec<_>>(),
+        );
+    let query = bind_evaluations(query, &shadows);
+    let rows: Vec<(bool, String, Option<String>)> =
+        bind_calls(query, &calls).fetch_all(&mut **tx).await?;
+    let mut fresh = HashSet::new();
+    let mut inserted = HashSet::new();
+    for (is_jti, key, jti) in rows {
+        match (is_jti, jti) {
+            (true, Some(jti)) => {
+                if let Some(j) = jtis.iter().find(|j| j.iss == key && j.jti == jti) {
+                    fresh.insert((j.iss.as_str(), j.jti.as_str()));
+                }
+            }
+            _ => {
+                inserted.insert(key);
+            }
+        }
+    }
+    Ok((fresh, inserted))
+}
+
+type MembersQuery<'q> =
+    sqlx::query::QueryAs<'q, Postgres, (bool, String, Option<String>), sqlx::postgres::PgArguments>;
+
+/// Binds the 24 column arrays of `rows` (see [`EVALUATION_COLUMNS`]).
+fn bind_evaluations<'q>(query: MembersQuery<'q>, rows: &[&'q NewEvaluation]) -> MembersQuery<'q> {
+    fn column<'a, T>(rows: &[&'a NewEvaluation], f: impl Fn(&'a NewEvaluation) -> T) -> Vec<T> {
+        rows.iter().map(|e| f(e)).collect()
+    }
+    query
+        .bind(column(rows, |e| e.id))
+        .bind(column(rows, |e| e.hook_instance.as_str()))
+        .bind(column(rows, |e| e.role.as_str()))
+        .bind(column(rows, |e| e.service_id.as_str()))
+        .bind(column(rows, |e| e.hook.as_str()))
+        .bind(column(rows, |e| e.patient_id.as_str()))
+        .bind(column(rows, |e| e.fhir_server.as_deref()))
+        .bind(column(rows, |e| e.client_iss.as_deref()))
+        .bind(column(rows, |e| e.client_sub.as_deref()))
+        .bind(column(rows, |e| e.tenant.as_deref()))
+        .bind(column(rows, |e| e.ruleset_id.as_str()))
+        .bind(column(rows, |e| e.ruleset_version.as_str()))
+        .bind(column(rows, |e| e.ruleset_sha256.as_str()))
+        .bind(column(rows, |e| e.evaluated_at))
+        .bind(column(rows, |e| Json(&*e.snapshot)))
+        .bind(column(rows, |e| Json(&*e.assessment)))
+        .bind(column(rows, |e| Json(&e.prefetch_sources)))
+        .bind(column(rows, |e| Json(&e.response)))
+        .bind(column(rows, |e| uuid_array(&e.card_uuids)))
+        .bind(column(rows, |e| e.status))
+        .bind(column(rows, |e| e.latency_ms))
+        .bind(column(rows, |e| e.ecmo_category.as_deref()))
+        .bind(column(rows, |e| e.berlin_category.as_deref()))
+        .bind(column(rows, |e| e.pf_ratio))
+}
+
+/// Binds the calls' `hook_call` arrays, then the `hookInstance` of each call's active
+/// evaluation (its row is inserted only with it).
+fn bind_calls<'q>(
+    query: MembersQuery<'q>,
+    calls: &[(&'q str, &'q CallRecord)],
+) -> MembersQuery<'q> {
+    fn column<'a, T>(
+        calls: &[(&'a str, &'a CallRecord)],
+        f: impl Fn(&'a CallRecord) -> T,
+    ) -> Vec<T> {
+        calls.iter().map(|(_, c)| f(c)).collect()
+    }
+    query
+        .bind(column(calls, |c| c.service_id.as_str()))
+        .bind(column(calls, |c| c.hook.as_deref()))
+        .bind(column(calls, |c| c.hook_instance.as_deref()))
+        .bind(column(calls, |c| c.status))
+        .bind(column(calls, |c| c.error_code.as_deref()))
+        .bind(column(calls, |c| c.latency_ms))
+        .bind(column(calls, |c| c.evaluation_id))
+        .bind(column(calls, |c| c.client_iss.as_deref()))
+        .bind(column(calls, |c| c.tenant.as_deref()))
+        .bind(calls.iter().map(|(member, _)| *member).collect::<Vec<_>>())
 }
 
 /// Forgets the `jti`s of calls that store nothing in the batch.
@@ -222,67 +384,6 @@ async fn delete_jtis(tx: &mut Transaction<'_, Postgres>, jtis: &[&Jti]) -> Resul
     .map(|_| ())
 }
 
-/// Inserts evaluations (each unique per `hookInstance` and role; one already stored is left as
-/// it is): the `hookInstance`s of the rows inserted.
-async fn insert_evaluations(
-    tx: &mut Transaction<'_, Postgres>,
-    rows: &[&NewEvaluation],
-) -> Result<HashSet<String>, sqlx::Error> {
-    if rows.is_empty() {
-        return Ok(HashSet::new());
-    }
-    fn column<'a, T>(rows: &[&'a NewEvaluation], f: impl Fn(&'a NewEvaluation) -> T) -> Vec<T> {
-        rows.iter().map(|e| f(e)).collect()
-    }
-    let inserted: Vec<String> = sqlx::query_scalar(
-        "INSERT INTO evaluation (id, hook_instance, role, service_id, hook, patient_id, fhir_server, \
-         client_iss, client_sub, tenant, ruleset_id, ruleset_version, ruleset_sha256, evaluated_at, \
-         snapshot, assessment, prefetch_sources, response, card_uuids, status, latency_ms, \
-         ecmo_category, berlin_category, pf_ratio) \
-         SELECT id, hook_instance, role, service_id, hook, patient_id, fhir_server, client_iss, \
-           client_sub, tenant, ruleset_id, ruleset_version, ruleset_sha256, evaluated_at, snapshot, \
-           assessment, prefetch_sources, response, card_uuids::uuid[], status, latency_ms, \
-           ecmo_category, berlin_category, pf_ratio \
-         FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
-           $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], \
-           $14::timestamptz[], $15::jsonb[], $16::jsonb[], $17::jsonb[], $18::jsonb[], $19::text[], \
-           $20::int2[], $21::float8[], $22::text[], $23::text[], $24::float8[]) \
-         AS t(id, hook_instance, role, service_id, hook, patient_id, fhir_server, client_iss, \
-           client_sub, tenant, ruleset_id, ruleset_version, ruleset_sha256, evaluated_at, snapshot, \
-           assessment, prefetch_sources, response, card_uuids, status, latency_ms, ecmo_category, \
-           berlin_category, pf_ratio) \
-         ON CONFLICT (hook_instance, role) DO NOTHING \
-         RETURNING hook_instance",
-    )
-    .bind(column(rows, |e| e.id))
-    .bind(column(rows, |e| e.hook_instance.as_str()))
-    .bind(column(rows, |e| e.role.as_str()))
-    .bind(column(rows, |e| e.service_id.as_str()))
-    .bind(column(rows, |e| e.hook.as_str()))
-    .bind(column(rows, |e| e.patient_id.as_str()))
-    .bind(column(rows, |e| e.fhir_server.as_deref()))
-    .bind(column(rows, |e| e.client_iss.as_deref()))
-    .bind(column(rows, |e| e.client_sub.as_deref()))
-    .bind(column(rows, |e| e.tenant.as_deref()))
-    .bind(column(rows, |e| e.ruleset_id.as_str()))
-    .bind(column(rows, |e| e.ruleset_version.as_str()))
-    .bind(column(rows, |e| e.ruleset_sha256.as_str()))
-    .bind(column(rows, |e| e.evaluated_at))
-    .bind(column(rows, |e| Json(&*e.snapshot)))
-    .bind(column(rows, |e| Json(&*e.assessment)))
-    .bind(column(rows, |e| Json(&e.prefetch_sources)))
-    .bind(column(rows, |e| Json(&e.response)))
-    .bind(column(rows, |e| uuid_array(&e.card_uuids)))
-    .bind(column(rows, |e| e.status))
-    .bind(column(rows, |e| e.latency_ms))
-    .bind(column(rows, |e| e.ecmo_category.as_deref()))
-    .bind(column(rows, |e| e.berlin_category.as_deref()))
-    .bind(column(rows, |e| e.pf_ratio))
-    .fetch_all(&mut **tx)
-    .await?;
-    Ok(inserted.into_iter().collect())
-}
-
 /// A `uuid[]` as PostgreSQL's array text (an array of arrays cannot be bound: `UNNEST` would
 /// flatten it).
 fn uuid_array(uuids: &[Uuid]) -> String {
@@ -290,62 +391,30 @@ fn uuid_array(uuids: &[Uuid]) -> String {
     format!("{{{}}}", items.join(","))
 }
 
-/// Inserts the calls' `hook_call` rows.
-async fn insert_calls(
-    tx: &mut Transaction<'_, Postgres>,
-    calls: &[&CallRecord],
-) -> Result<(), sqlx::Error> {
-    if calls.is_empty() {
-        return Ok(());
-    }
-    sqlx::query(
-        "INSERT INTO hook_call (service_id, hook, hook_instance, status, error_code, latency_ms, \
-           evaluation_id, client_iss, tenant) \
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int2[], $5::text[], \
-           $6::float8[], $7::uuid[], $8::text[], $9::text[])",
-    )
-    .bind(
-        calls
-            .iter()
-            .map(|c| c.service_id.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(calls.iter().map(|c| c.hook.as_deref()).collect::<Vec<_>>())
-    .bind(
-        calls
-            .iter()
-            .map(|c| c.hook_instance.as_deref())
-            .collect::<Vec<_>>(),
-    )
-    .bind(calls.iter().map(|c| c.status).collect::<Vec<_>>())
-    .bind(
-        calls
-            .iter()
-            .map(|c| c.error_code.as_deref())
-            .collect::<Vec<_>>(),
-    )
-    .bind(calls.iter().map(|c| c.latency_ms).collect::<Vec<_>>())
-    .bind(calls.iter().map(|c| c.evaluation_id).collect::<Vec<_>>())
-    .bind(
-        calls
-            .iter()
-            .map(|c| c.client_iss.as_deref())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        calls
-            .iter()
-            .map(|c| c.tenant.as_deref())
-            .collect::<Vec<_>>(),
-    )
-    .execute(&mut **tx)
-    .await
-    .map(|_| ())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_batch_statement_numbers_each_bound_array_once() {
+        // 3 jti arrays, 24 active columns and the active's jti (2), 24 shadow columns, 9 call
+        // columns and the call's member: the order `insert_members` binds them in.
+        let statement = members_statement();
+        let mut numbers: Vec<usize> = statement
+            .split('$')
+            .skip(1)
+            .map(|rest| {
+                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                digits.parse().expect("a parameter number")
+            })
+            .collect();
+        numbers.sort_unstable();
+        assert_eq!(numbers, (1..=63).collect::<Vec<_>>());
+        assert!(statement.contains("$4::uuid[], $5::text[]"));
+        assert!(statement.contains("$28::text[], $29::text[]) AS t(id,"));
+        assert!(statement.contains("$30::uuid[]"));
+        assert!(!statement.contains('@'));
+    }
 
     #[test]
     fn a_card_uuid_list_is_written_as_array_text() {
