@@ -443,8 +443,9 @@ struct Wal {
     bytes: f64,
     records: f64,
     full_page_images: f64,
-    /// Transactions committed (all databases, `pg_stat_database`): with group commit, fewer
-    /// than one per call.
+    /// Transactions committed in the run's own database (`pg_stat_database`): with group
+    /// commit, fewer than one per call. (Summed over every database, as it was, another job's
+    /// databases counted too, and one dropped during the run made the figure negative.)
     commits: f64,
 }
 
@@ -453,7 +454,8 @@ impl Wal {
         let (bytes, records, full_page_images, commits): (f64, f64, f64, f64) = sqlx::query_as(
             "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::float8, \
                wal_records::float8, wal_fpi::float8, \
-               (SELECT sum(xact_commit)::float8 FROM pg_stat_database) FROM pg_stat_wal",
+               (SELECT xact_commit::float8 FROM pg_stat_database WHERE datname = current_database()) \
+             FROM pg_stat_wal",
         )
         .fetch_one(pool)
         .await
