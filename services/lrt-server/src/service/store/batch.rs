@@ -164,37 +164,68 @@ async fn write(
     Ok(written)
 }
 
-/// The columns of an evaluation row, in the order [`bind_evaluations`] binds them.
-const EVALUATION_COLUMNS: &str = "id, hook_instance, role, service_id, hook, patient_id, \
-    fhir_server, client_iss, client_sub, tenant, ruleset_id, ruleset_version, ruleset_sha256, \
-    evaluated_at, snapshot, assessment, prefetch_sources, response, card_uuids, status, latency_ms, \
-    ecmo_category, berlin_category, pf_ratio";
+/// The columns of an evaluation row and the type of the array each is bound as, in the order
+/// [`bind_evaluations`] binds them (the card uuids as array text: see [`uuid_array`]).
+const EVALUATION: [(&str, &str); 24] = [
+    ("id", "uuid"),
+    ("hook_instance", "text"),
+    ("role", "text"),
+    ("service_id", "text"),
+    ("hook", "text"),
+    ("patient_id", "text"),
+    ("fhir_server", "text"),
+    ("client_iss", "text"),
+    ("client_sub", "text"),
+    ("tenant", "text"),
+    ("ruleset_id", "text"),
+    ("ruleset_version", "text"),
+    ("ruleset_sha256", "text"),
+    ("evaluated_at", "timestamptz"),
+    ("snapshot", "jsonb"),
+    ("assessment", "jsonb"),
+    ("prefetch_sources", "jsonb"),
+    ("response", "jsonb"),
+    ("card_uuids", "text"),
+    ("status", "int2"),
+    ("latency_ms", "float8"),
+    ("ecmo_category", "text"),
+    ("berlin_category", "text"),
+    ("pf_ratio", "float8"),
+];
 
-/// The same columns as read from `UNNEST` (the card uuids are bound as array text).
-const EVALUATION_VALUES: &str = "id, hook_instance, role, service_id, hook, patient_id, \
-    fhir_server, client_iss, client_sub, tenant, ruleset_id, ruleset_version, ruleset_sha256, \
-    evaluated_at, snapshot, assessment, prefetch_sources, response, card_uuids::uuid[], status, \
-    latency_ms, ecmo_category, berlin_category, pf_ratio";
-
-/// `UNNEST` of the evaluation arrays bound from parameter `$first` on, as `t`, with `extra`
-/// arrays (and their column names) after them.
-fn evaluation_rows(first: usize, extra: &[(&str, &str)]) -> String {
-    // The type of each of EVALUATION_COLUMNS (the card uuids as array text).
-    const TYPES: &str = "uuid text text text text text text text text text text text text \
-        timestamptz jsonb jsonb jsonb jsonb text int2 float8 text text float8";
-    let mut arrays: Vec<String> = TYPES
-        .split_whitespace()
-        .enumerate()
-        .map(|(k, ty)| format!("${}::{ty}[]", first + k))
+/// `INSERT INTO evaluation` of the evaluation arrays bound from parameter `$first` on (as
+/// `t`), with `extra` arrays (and their column names) after them that `filter` may read.
+fn insert_evaluations(first: usize, extra: &[(&str, &str)], filter: &str) -> String {
+    let columns: Vec<&str> = EVALUATION.iter().map(|(name, _)| *name).collect();
+    let values: Vec<&str> = columns
+        .iter()
+        .map(|&name| {
+            if name == "card_uuids" {
+                "card_uuids::uuid[]"
+            } else {
+                name
+            }
+        })
         .collect();
-    let columns = arrays.len();
-    let mut names = EVALUATION_COLUMNS.to_string();
-    for (k, (name, ty)) in extra.iter().enumerate() {
-        arrays.push(format!("${}::{ty}[]", first + columns + k));
-        names.push_str(", ");
-        names.push_str(name);
-    }
-    format!("UNNEST({}) AS t({names})", arrays.join(", "))
+    let arrays: Vec<String> = EVALUATION
+        .iter()
+        .chain(extra)
+        .enumerate()
+        .map(|(k, (_, ty))| format!("${}::{ty}[]", first + k))
+        .collect();
+    let names: Vec<&str> = columns
+        .iter()
+        .copied()
+        .chain(extra.iter().map(|(name, _)| *name))
+        .collect();
+    format!(
+        "INSERT INTO evaluation ({}) SELECT {} FROM UNNEST({}) AS t({}) WHERE {filter} \
+         ON CONFLICT (hook_instance, role) DO NOTHING",
+        columns.join(", "),
+        values.join(", "),
+        arrays.join(", "),
+        names.join(", "),
+    )
 }
 
 /// The one statement of a batch (issue 9: each statement, and each round trip to PostgreSQL,
@@ -210,15 +241,8 @@ const MEMBERS: &str = "WITH j AS ( \
        ON CONFLICT (iss, jti) DO UPDATE SET expires_at = EXCLUDED.expires_at \
        WHERE jwt_replay.expires_at < now() \
        RETURNING iss, jti), \
-     a AS ( \
-       INSERT INTO evaluation (@COLUMNS@) SELECT @VALUES@ FROM @ACTIVE@ \
-       WHERE t.jti IS NULL OR EXISTS (SELECT 1 FROM j WHERE j.iss = t.jti_iss AND j.jti = t.jti) \
-       ON CONFLICT (hook_instance, role) DO NOTHING \
-       RETURNING hook_instance), \
-     s AS ( \
-       INSERT INTO evaluation (@COLUMNS@) SELECT @VALUES@ FROM @SHADOW@ \
-       WHERE t.hook_instance IN (SELECT hook_instance FROM a) \
-       ON CONFLICT (hook_instance, role) DO NOTHING), \
+     a AS (@ACTIVE@ RETURNING hook_instance), \
+     s AS (@SHADOW@), \
      c AS ( \
        INSERT INTO hook_call (service_id, hook, hook_instance, status, error_code, latency_ms, \
          evaluation_id, client_iss, tenant) \
@@ -231,18 +255,20 @@ const MEMBERS: &str = "WITH j AS ( \
        WHERE t.member IN (SELECT hook_instance FROM a)) \
    SELECT true, iss, jti FROM j UNION ALL SELECT false, hook_instance, NULL FROM a";
 
-/// [`MEMBERS`] with its evaluation columns filled in (made once).
+/// [`MEMBERS`] with its two evaluation inserts filled in (made once).
 fn members_statement() -> &'static str {
     static STATEMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     STATEMENT.get_or_init(|| {
+        let active = insert_evaluations(
+            4,
+            &[("jti_iss", "text"), ("jti", "text")],
+            "t.jti IS NULL OR EXISTS (SELECT 1 FROM j WHERE j.iss = t.jti_iss AND j.jti = t.jti)",
+        );
+        let shadow =
+            insert_evaluations(30, &[], "t.hook_instance IN (SELECT hook_instance FROM a)");
         MEMBERS
-            .replace("@COLUMNS@", EVALUATION_COLUMNS)
-            .replace("@VALUES@", EVALUATION_VALUES)
-            .replace(
-                "@ACTIVE@",
-                &evaluation_rows(4, &[("jti_iss", "text"), ("jti", "text")]),
-            )
-            .replace("@SHADOW@", &evaluation_rows(30, &[]))
+            .replace("@ACTIVE@", &active)
+            .replace("@SHADOW@", &shadow)
     })
 }
 
@@ -311,7 +337,7 @@ async fn insert_members<'j>(
 type MembersQuery<'q> =
     sqlx::query::QueryAs<'q, Postgres, (bool, String, Option<String>), sqlx::postgres::PgArguments>;
 
-/// Binds the 24 column arrays of `rows` (see [`EVALUATION_COLUMNS`]).
+/// Binds the 24 column arrays of `rows` (see [`EVALUATION`]).
 fn bind_evaluations<'q>(query: MembersQuery<'q>, rows: &[&'q NewEvaluation]) -> MembersQuery<'q> {
     fn column<'a, T>(rows: &[&'a NewEvaluation], f: impl Fn(&'a NewEvaluation) -> T) -> Vec<T> {
         rows.iter().map(|e| f(e)).collect()
