@@ -37,11 +37,14 @@ enum Fate {
     Alone,
 }
 
-/// Stores `commits`, each as [`store_evaluations`] would: the result of each, in order. A single
-/// call is stored on its own. (Traced as the caller's `store.group` span.)
+/// Stores `commits`, each as [`store_evaluations`] would: the result of each, in order. A call
+/// alone is a batch of one: three round trips to PostgreSQL, against six or more through
+/// [`store_evaluations`] (with PostgreSQL 2.45 ms away, `make load` at 1 connection, 5 December
+/// 2026: 64 and 60 calls/s against 39 and 42; on loopback no change beyond the runs' spread).
+/// (Traced as the caller's `store.group` span.)
 pub async fn store_batch(pool: &PgPool, commits: &[Commit]) -> Vec<Result<Stored, GroupError>> {
     let mut fates: Vec<Fate> = commits.iter().map(|_| Fate::Alone).collect();
-    if commits.len() > 1 {
+    if !commits.is_empty() {
         let members = first_of_their_keys(commits);
         match write(pool, commits, &members).await {
             Ok(written) => {

@@ -3,10 +3,10 @@
 //!
 //! A call hands its [`Commit`] over and waits for its result. If fewer than [`MAX_WRITERS`] groups
 //! are being written, a writer task is started; it takes every waiting call (at most
-//! [`MAX_GROUP`]), writes them, sends each its result, and goes on while calls wait. A call alone is written at once, as before; under
-//! load the calls that arrive during one commit share the next, and PostgreSQL's statements and
-//! commits per call fall with the load (issue 9: 7 statements and a commit per call were half of
-//! PostgreSQL's CPU).
+//! [`MAX_GROUP`]), writes them, sends each its result, and goes on while calls wait. A call alone
+//! is written at once (a batch of one); under load the calls that arrive during one commit share
+//! the next, and PostgreSQL's statements and commits per call fall with the load (issue 9: 7
+//! statements and a commit per call were half of PostgreSQL's CPU).
 //!
 //! The writer is its own task: a caller that goes away (the client disconnected) does not cancel
 //! the commit of its call or of the others in its group. A call is answered only after its group

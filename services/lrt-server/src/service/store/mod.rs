@@ -7,8 +7,9 @@
 //! the stored response, so a retried call returns the same cards and stores nothing twice.
 //!
 //! Calls are committed together ([`group`]: one transaction for the calls that wait while the
-//! previous one commits, written by [`batch`]); a call alone, a batch that fails and a call
-//! whose `jti` or `hookInstance` is already in its batch go through [`store_evaluations`].
+//! previous one commits, written by [`batch`], a call alone as a batch of one); a batch that
+//! fails, a retried `hookInstance` and a call whose `jti` or `hookInstance` is already in its
+//! batch go through [`store_evaluations`].
 
 pub mod batch;
 pub mod group;
