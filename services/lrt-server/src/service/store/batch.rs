@@ -1,13 +1,15 @@
-//! Several calls' commits in one transaction: the writing half of [`super::group`].
+//! Several calls' commits at once: the writing half of [`super::group`].
 //!
 //! The whole batch is one statement ([`MEMBERS`]: the `jti`s, the active and shadow
 //! evaluations and the calls' rows, each table's rows as `UNNEST` of one array per column), so a
-//! batch of 16 calls costs PostgreSQL one statement and one commit, and the writer three round
-//! trips (`BEGIN`, the statement, `COMMIT`) unless a call is a retry or pages. What a call
+//! batch of 16 calls costs PostgreSQL one statement and one commit. Without a page to write, the
+//! statement is its own transaction, the writer's one round trip (beside the pool's check of the
+//! connection); with one, the statement and the pages are one transaction (`BEGIN`, the
+//! statement, each page, `COMMIT`). What a call
 //! stores, and when it stores nothing, is the same as through [`store_evaluations`] alone:
 //! * a `jti` used before (and not expired): nothing of the call is stored ([`Stored::ReplayedJti`]);
 //! * a `hookInstance` stored before (a retry, or a concurrent call that committed first): nothing
-//!   of the call is stored in the batch; its `jti` insert is undone in the same transaction and
+//!   of the call is stored in the batch; its `jti` insert is undone (by the next statement) and
 //!   the call goes through [`store_evaluations`] after the batch, which finds the stored
 //!   evaluation ([`Stored::Existing`]);
 //! * two calls of one batch with the same `jti` or the same `hookInstance`: the first is in the
@@ -22,7 +24,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use sqlx::types::Json;
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::{PgConnection, PgPool, Postgres};
 use uuid::Uuid;
 
 use super::group::GroupError;
@@ -35,21 +37,24 @@ enum Fate {
     Batched(Stored),
     /// To be stored on its own, after the batch.
     Alone,
+    /// Not stored: the batch stored the others of its group, then failed for it.
+    Failed(GroupError),
 }
 
 /// Stores `commits`, each as [`store_evaluations`] would: the result of each, in order. A call
-/// alone is a batch of one: three round trips to PostgreSQL, against six or more through
-/// [`store_evaluations`] (with PostgreSQL 2.45 ms away, `make load` at 1 connection, 5 December
-/// 2026: 64 and 60 calls/s against 39 and 42; on loopback no change beyond the runs' spread).
-/// (Traced as the caller's `store.group` span.)
+/// alone is a batch of one: two round trips to PostgreSQL (the pool's check and the statement),
+/// against seven or more through [`store_evaluations`]. With PostgreSQL 2.45 ms away (`make
+/// load`, 5 December 2026, 1 connection): 39 and 42 calls/s through [`store_evaluations`], 64 and
+/// 60 as a batch of one in a transaction, 94 and 82 as one statement; at 16 connections 286 and
+/// 290 against 235 and 248 in a transaction. (Traced as the caller's `store.group` span.)
 pub async fn store_batch(pool: &PgPool, commits: &[Commit]) -> Vec<Result<Stored, GroupError>> {
     let mut fates: Vec<Fate> = commits.iter().map(|_| Fate::Alone).collect();
     if !commits.is_empty() {
         let members = first_of_their_keys(commits);
         match write(pool, commits, &members).await {
             Ok(written) => {
-                for (i, stored) in written {
-                    fates[i] = Fate::Batched(stored);
+                for (i, fate) in written {
+                    fates[i] = fate;
                 }
             }
             Err(error) if database_unavailable(&error) => {
@@ -74,6 +79,7 @@ pub async fn store_batch(pool: &PgPool, commits: &[Commit]) -> Vec<Result<Stored
     for (commit, fate) in commits.iter().zip(fates) {
         results.push(match fate {
             Fate::Batched(stored) => Ok(stored),
+            Fate::Failed(error) => Err(error),
             Fate::Alone => store_evaluations(pool, commit)
                 .await
                 .map_err(GroupError::from),
@@ -102,14 +108,92 @@ fn first_of_their_keys(commits: &[Commit]) -> Vec<usize> {
         .collect()
 }
 
-/// Writes the batch of `members` in one transaction: what each member's commit did, except
-/// the members whose `hookInstance` was stored before (left to be stored alone).
+/// Writes the batch of `members`: what each member's commit did, except the members whose
+/// `hookInstance` was stored before (left to be stored alone).
+///
+/// A batch without a page to write is its one statement, which PostgreSQL commits on its own: no
+/// `BEGIN` and `COMMIT` round trips. Its retries' `jti`s are then forgotten by a statement of its
+/// own after it (a retry is stored alone, which records the `jti` again); if that fails, the
+/// retries fail with it, and the calls the statement stored are stored. A batch with a page is one
+/// transaction: the statement, the `jti` undo and the pages.
 async fn write(
     pool: &PgPool,
     commits: &[Commit],
     members: &[usize],
-) -> Result<Vec<(usize, Stored)>, sqlx::Error> {
+) -> Result<Vec<(usize, Fate)>, sqlx::Error> {
+    if members.iter().all(|&i| commits[i].page.is_none()) {
+        let mut conn = pool.acquire().await?;
+        let step = run_statement(&mut conn, commits, members).await?;
+        let undone = delete_jtis(&mut conn, &step.undo(commits)).await;
+        let mut written = step.written;
+        written.extend(
+            step.new
+                .iter()
+                .map(|&i| (i, Fate::Batched(Stored::New { page: None }))),
+        );
+        if let Err(error) = undone {
+            // The retries are not stored; their answer is the database's failure (their
+            // `jti`s stay used: a token is not taken twice).
+            let error = Arc::new(error);
+            for &i in &step.stored_before {
+                written.push((i, Fate::Failed(GroupError::Unavailable(error.clone()))));
+            }
+        }
+        return Ok(written);
+    }
     let mut tx = pool.begin().await?;
+    let step = run_statement(&mut tx, commits, members).await?;
+    delete_jtis(&mut tx, &step.undo(commits)).await?;
+    let mut paging: Vec<(usize, &crate::service::paging::PagePlan)> = step
+        .new
+        .iter()
+        .filter_map(|&i| commits[i].page.as_ref().map(|p| (i, p)))
+        .collect();
+    paging.sort_by(|a, b| a.1.patient_id.cmp(&b.1.patient_id));
+    let mut pages = Vec::with_capacity(paging.len());
+    for (i, plan) in paging {
+        let page = crate::service::paging::outbox::write_page(&mut tx, plan).await?;
+        pages.push((i, page));
+    }
+    tx.commit().await?;
+    let mut written = step.written;
+    for i in step.new {
+        let page = pages
+            .iter()
+            .find(|(p, _)| *p == i)
+            .and_then(|(_, page)| *page);
+        written.push((i, Fate::Batched(Stored::New { page })));
+    }
+    Ok(written)
+}
+
+/// What the batch statement did to the members.
+struct Step {
+    /// The members that store nothing (their `jti` was used before).
+    written: Vec<(usize, Fate)>,
+    /// The members whose evaluations it inserted, in key order.
+    new: Vec<usize>,
+    /// The members whose `hookInstance` was stored before: nothing of them is kept (their `jti`
+    /// is to be forgotten), they are stored alone after the batch, as retries.
+    stored_before: Vec<usize>,
+}
+
+impl Step {
+    /// The `jti`s to forget: those of the members stored before.
+    fn undo<'c>(&self, commits: &'c [Commit]) -> Vec<&'c Jti> {
+        self.stored_before
+            .iter()
+            .filter_map(|&i| commits[i].jti.as_ref())
+            .collect()
+    }
+}
+
+/// Runs the batch statement for `members` on `conn`.
+async fn run_statement(
+    conn: &mut PgConnection,
+    commits: &[Commit],
+    members: &[usize],
+) -> Result<Step, sqlx::Error> {
     // Rows in key order, in every statement of every group: two groups written at once (by two
     // replicas) that share keys (racing retries) wait for each other in one order, never in a
     // cycle.
@@ -125,13 +209,13 @@ async fn write(
             .hook_instance
             .cmp(&commits[b].active.hook_instance)
     });
-    let (fresh, inserted) = insert_members(&mut tx, commits, &jtis, &keyed).await?;
+    let (fresh, inserted) = insert_members(conn, commits, &jtis, &keyed).await?;
     let mut written = Vec::with_capacity(members.len());
     let mut candidates = Vec::with_capacity(members.len());
     for &i in &keyed {
         match &commits[i].jti {
             Some(j) if !fresh.contains(&(j.iss.as_str(), j.jti.as_str())) => {
-                written.push((i, Stored::ReplayedJti));
+                written.push((i, Fate::Batched(Stored::ReplayedJti)));
             }
             _ => candidates.push(i),
         }
@@ -139,32 +223,11 @@ async fn write(
     let (new, stored_before): (Vec<usize>, Vec<usize>) = candidates
         .into_iter()
         .partition(|&i| inserted.contains(&commits[i].active.hook_instance));
-    // A call whose hookInstance was stored before stores nothing here, not even its jti: it is
-    // stored alone after the batch, as a retry.
-    let undo: Vec<&Jti> = stored_before
-        .iter()
-        .filter_map(|&i| commits[i].jti.as_ref())
-        .collect();
-    delete_jtis(&mut tx, &undo).await?;
-    let mut paging: Vec<(usize, &crate::service::paging::PagePlan)> = new
-        .iter()
-        .filter_map(|&i| commits[i].page.as_ref().map(|p| (i, p)))
-        .collect();
-    paging.sort_by(|a, b| a.1.patient_id.cmp(&b.1.patient_id));
-    let mut pages = Vec::with_capacity(paging.len());
-    for (i, plan) in paging {
-        let page = crate::service::paging::outbox::write_page(&mut tx, plan).await?;
-        pages.push((i, page));
-    }
-    tx.commit().await?;
-    for i in new {
-        let page = pages
-            .iter()
-            .find(|(p, _)| *p == i)
-            .and_then(|(_, page)| *page);
-        written.push((i, Stored::New { page }));
-    }
-    Ok(written)
+    Ok(Step {
+        written,
+        new,
+        stored_before,
+    })
 }
 
 /// The columns of an evaluation row and the type of the array each is bound as, in the order
@@ -281,7 +344,7 @@ type Inserted<'j> = (HashSet<(&'j str, &'j str)>, HashSet<String>);
 /// Runs [`MEMBERS`] for `keyed` (the batch's members in `hookInstance` order) and `jtis`
 /// (theirs, in key order).
 async fn insert_members<'j>(
-    tx: &mut Transaction<'_, Postgres>,
+    conn: &mut PgConnection,
     commits: &[Commit],
     jtis: &[&'j Jti],
     keyed: &[usize],
@@ -319,7 +382,7 @@ async fn insert_members<'j>(
         );
     let query = bind_evaluations(query, &shadows);
     let rows: Vec<(bool, String, Option<String>)> =
-        bind_calls(query, &calls).fetch_all(&mut **tx).await?;
+        bind_calls(query, &calls).fetch_all(&mut *conn).await?;
     let mut fresh = HashSet::new();
     let mut inserted = HashSet::new();
     for (is_jti, key, jti) in rows {
@@ -398,7 +461,7 @@ fn bind_calls<'q>(
 }
 
 /// Forgets the `jti`s of calls that store nothing in the batch.
-async fn delete_jtis(tx: &mut Transaction<'_, Postgres>, jtis: &[&Jti]) -> Result<(), sqlx::Error> {
+async fn delete_jtis(conn: &mut PgConnection, jtis: &[&Jti]) -> Result<(), sqlx::Error> {
     if jtis.is_empty() {
         return Ok(());
     }
@@ -408,7 +471,7 @@ async fn delete_jtis(tx: &mut Transaction<'_, Postgres>, jtis: &[&Jti]) -> Resul
     )
     .bind(jtis.iter().map(|j| j.iss.as_str()).collect::<Vec<_>>())
     .bind(jtis.iter().map(|j| j.jti.as_str()).collect::<Vec<_>>())
-    .execute(&mut **tx)
+    .execute(conn)
     .await
     .map(|_| ())
 }
