@@ -5,8 +5,8 @@
 //! batch of 16 calls costs PostgreSQL one statement and one commit. Without a page to write, the
 //! statement is its own transaction, the writer's one round trip (beside the pool's check of the
 //! connection); with one, the statement and the pages are one transaction (`BEGIN`, the
-//! statement, each page, `COMMIT`). What a call
-//! stores, and when it stores nothing, is the same as through [`store_evaluations`] alone:
+//! statement, each page, `COMMIT`). What a call stores, and when it stores nothing, is the same
+//! as through [`store_evaluations`] alone:
 //! * a `jti` used before (and not expired): nothing of the call is stored ([`Stored::ReplayedJti`]);
 //! * a `hookInstance` stored before (a retry, or a concurrent call that committed first): nothing
 //!   of the call is stored in the batch; its `jti` insert is undone (by the next statement) and
@@ -354,15 +354,15 @@ async fn insert_members<'j>(
         .iter()
         .filter_map(|&i| commits[i].shadow.as_ref())
         .collect();
-    let calls: Vec<(&str, &CallRecord)> = keyed
+    let (calls, callers): (Vec<&CallRecord>, Vec<&str>) = keyed
         .iter()
         .filter_map(|&i| {
             let c = &commits[i];
             c.call
                 .as_ref()
-                .map(|r| (c.active.hook_instance.as_str(), r))
+                .map(|r| (r, c.active.hook_instance.as_str()))
         })
-        .collect();
+        .unzip();
     let query = sqlx::query_as(members_statement())
         .bind(jtis.iter().map(|j| j.iss.as_str()).collect::<Vec<_>>())
         .bind(jtis.iter().map(|j| j.jti.as_str()).collect::<Vec<_>>())
@@ -381,8 +381,9 @@ async fn insert_members<'j>(
                 .collect::<Vec<_>>(),
         );
     let query = bind_evaluations(query, &shadows);
-    let rows: Vec<(bool, String, Option<String>)> =
-        bind_calls(query, &calls).fetch_all(&mut *conn).await?;
+    let rows: Vec<(bool, String, Option<String>)> = bind_calls(query, &calls, &callers)
+        .fetch_all(&mut *conn)
+        .await?;
     let mut fresh = HashSet::new();
     let mut inserted = HashSet::new();
     for (is_jti, key, jti) in rows {
@@ -403,11 +404,13 @@ async fn insert_members<'j>(
 type MembersQuery<'q> =
     sqlx::query::QueryAs<'q, Postgres, (bool, String, Option<String>), sqlx::postgres::PgArguments>;
 
+/// One column's array: `f` of each row.
+fn column<'a, R, T>(rows: &[&'a R], f: impl Fn(&'a R) -> T) -> Vec<T> {
+    rows.iter().map(|r| f(r)).collect()
+}
+
 /// Binds the 24 column arrays of `rows` (see [`EVALUATION`]).
 fn bind_evaluations<'q>(query: MembersQuery<'q>, rows: &[&'q NewEvaluation]) -> MembersQuery<'q> {
-    fn column<'a, T>(rows: &[&'a NewEvaluation], f: impl Fn(&'a NewEvaluation) -> T) -> Vec<T> {
-        rows.iter().map(|e| f(e)).collect()
-    }
     query
         .bind(column(rows, |e| e.id))
         .bind(column(rows, |e| e.hook_instance.as_str()))
@@ -435,18 +438,13 @@ fn bind_evaluations<'q>(query: MembersQuery<'q>, rows: &[&'q NewEvaluation]) -> 
         .bind(column(rows, |e| e.pf_ratio))
 }
 
-/// Binds the calls' `hook_call` arrays, then the `hookInstance` of each call's active
-/// evaluation (its row is inserted only with it).
+/// Binds the calls' `hook_call` arrays, then `callers`: the `hookInstance` of each call's
+/// active evaluation (its row is inserted only with it).
 fn bind_calls<'q>(
     query: MembersQuery<'q>,
-    calls: &[(&'q str, &'q CallRecord)],
+    calls: &[&'q CallRecord],
+    callers: &[&'q str],
 ) -> MembersQuery<'q> {
-    fn column<'a, T>(
-        calls: &[(&'a str, &'a CallRecord)],
-        f: impl Fn(&'a CallRecord) -> T,
-    ) -> Vec<T> {
-        calls.iter().map(|(_, c)| f(c)).collect()
-    }
     query
         .bind(column(calls, |c| c.service_id.as_str()))
         .bind(column(calls, |c| c.hook.as_deref()))
@@ -457,7 +455,7 @@ fn bind_calls<'q>(
         .bind(column(calls, |c| c.evaluation_id))
         .bind(column(calls, |c| c.client_iss.as_deref()))
         .bind(column(calls, |c| c.tenant.as_deref()))
-        .bind(calls.iter().map(|(member, _)| *member).collect::<Vec<_>>())
+        .bind(callers.to_vec())
 }
 
 /// Forgets the `jti`s of calls that store nothing in the batch.
