@@ -115,6 +115,10 @@ fn bench(c: &mut Criterion) {
             ))
         })
     });
+    // What storing a snapshot costs the service (it stores two per hook call).
+    c.bench_function("snapshot/50_observations/json", |b| {
+        b.iter(|| serde_json::to_vec(black_box(&snapshot)))
+    });
     c.bench_function("ruleset/load", |b| {
         b.iter(|| RuleSet::load(black_box(&rules_dir())))
     });

@@ -108,7 +108,7 @@ pub struct Context {
     #[serde(default)]
     pub intubated: Option<bool>,
     /// Start of invasive mechanical ventilation.
-    #[serde(default)]
+    #[serde(default, serialize_with = "crate::json::instant::option::serialize")]
     pub mv_start: Option<DateTime<Utc>>,
     #[serde(default)]
     pub pneumonia_cause: Option<bool>,
@@ -370,9 +370,14 @@ pub struct Observation {
     /// UCUM code of the unit (`valueQuantity.code`); `null` for booleans and unitless values.
     #[serde(default)]
     pub unit: Option<String>,
+    #[serde(serialize_with = "crate::json::instant::serialize")]
     pub effective: DateTime<Utc>,
     pub status: ObservationStatus,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::json::instant::option::serialize"
+    )]
     pub issued: Option<DateTime<Utc>>,
 }
 
